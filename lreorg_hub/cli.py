@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import __version__
 from . import keywords as kw
@@ -44,6 +45,121 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+def _collect_inputs(paths: list[str]) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
+    """(file, output stem relative to --out) for every input; folders are walked for images.
+
+    Files named directly are tried whatever their suffix; a folder contributes its image files
+    (recursively), mirrored under --out. Missing paths are reported, not fatal.
+    """
+    found, missing, used = [], [], set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*")
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            pairs = [(p, p.relative_to(path).with_suffix("")) for p in files]
+        elif path.is_file():
+            pairs = [(path, Path(path.stem))]
+        else:
+            missing.append((raw, "no such file or folder"))
+            continue
+        for file, stem in pairs:
+            candidate, k = stem, 1
+            while str(candidate) in used:  # two inputs with the same name: keep both
+                candidate, k = stem.with_name(f"{stem.name}_{k}"), k + 1
+            used.add(str(candidate))
+            found.append((file, candidate))
+    return found, missing
+
+
+def _int_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+
+
+def _window(text: str) -> tuple[int, int]:
+    values = _int_list(text)
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"expected A,B (two integers), got {text!r}")
+    return values[0], values[1]
+
+
+def _save_png(image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="PNG")  # our images are fresh arrays: no metadata to carry
+
+
+def _cmd_anonymize(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .pipeline import BASELINES, LReOrgPipeline
+
+    inputs, failures = _collect_inputs(args.inputs)
+    if not inputs and not failures:
+        raise ValueError("no input images found")
+    if args.method in BASELINES:
+        pipe = LReOrgPipeline(device=args.device, min_face_size=args.min_face_size)
+    else:
+        if not args.bundle:
+            raise ValueError(f"--bundle (Hub repo id or folder) is required for method "
+                             f"{args.method!r}; the image baselines blur / pixelate / mask "
+                             f"need none")
+        pipe = LReOrgPipeline.from_pretrained(
+            args.bundle, backbone=args.backbone, revision=args.revision, device=args.device,
+            output_size=args.output_size, min_face_size=args.min_face_size)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = []
+    for file, stem in tqdm(inputs, desc="anonymizing", unit="photo", disable=args.quiet):
+        try:
+            result = pipe(file, anonymize=args.anonymize, recover=args.recover,
+                          epsilon=args.epsilon, rank_window=args.rank_window,
+                          mechanism=args.mechanism, seed=args.seed, samples=args.samples,
+                          method=args.method, strength=args.strength, aligned=args.aligned,
+                          faces=args.faces)
+        except (ValueError, OSError) as e:  # unreadable, no face, bad face index: skip it
+            failures.append((str(file), str(e)))
+            continue
+        _save_png(result.image, out_dir / stem.with_suffix(".png"))
+        if args.save_crops:
+            crops = out_dir / stem.parent / f"{stem.name}_faces"
+            for face in result.faces:
+                _save_png(face.aligned, crops / f"face{face.index}_input.png")
+                if face.anonymized is not None:
+                    _save_png(face.anonymized, crops / f"face{face.index}_anonymized.png")
+                for k, sample in enumerate(face.diverse):
+                    _save_png(sample, crops / f"face{face.index}_sample{k}.png")
+        record = {"input": str(file), "output": str(stem.with_suffix(".png")),
+                  **result.to_dict()}
+        (out_dir / stem.with_suffix(".json")).write_text(json.dumps(record, indent=2))
+        done.append(str(file))
+    summary = {"processed": done, "failed": [{"input": f, "error": e} for f, e in failures]}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    for file, error in failures:
+        print(f"lreorg: skipped {file}: {error}", file=sys.stderr)
+    if not args.quiet:
+        print(f"{len(done)} photo(s) anonymized into {out_dir}, {len(failures)} failed",
+              file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / f"bench_{args.target}.py"
+    if not script.is_file():
+        raise FileNotFoundError(f"{script} not found: benchmarks run from a source checkout")
+    module = runpy.run_path(str(script))
+    return module["main"](args.rest) or 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lreorg", description="LReOrg face anonymization (latent representation "
@@ -59,6 +175,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle", help="local bundle folder or Hub repo id")
     p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser(
+        "anonymize", help="anonymize the faces in photos (files and folders)",
+        description="Anonymize every face in the given photos and folders. Writes OUT/NAME.png "
+                    "(the photo with faces replaced, no metadata), OUT/NAME.json (what ran, per "
+                    "face boxes, timings) and OUT/summary.json. Unreadable files and photos "
+                    "without a face are skipped and reported; the exit status is 1 if any was.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--bundle", help="LReOrg bundle: Hub repo id or local folder")
+    p.add_argument("--revision", help="Hub revision of the bundle")
+    p.add_argument("--backbone", help="local e4e / rosinality checkpoint (default: the "
+                                      "bundle's configured Hub file; LREORG_BACKBONE_PATH)")
+    p.add_argument("--method", default="lreorg",
+                   choices=["lreorg", "laplace", "k-anonymity", "blur", "pixelate", "mask"],
+                   help="lreorg (default), a latent baseline, or an image baseline")
+    p.add_argument("--anonymize", default=",".join(kw.DEFAULT_ANONYMIZE),
+                   help="keywords to anonymize, comma-separated (default: %(default)s)")
+    p.add_argument("--recover", default=",".join(kw.DEFAULT_RECOVER),
+                   help="keywords to recover, comma-separated (default: %(default)s; '' for "
+                        "none)")
+    p.add_argument("--epsilon", type=float, help="privacy budget ε >= 0 (default: the bundle's)")
+    p.add_argument("--rank-window", type=_window, metavar="A,B",
+                   help="GIA rank window (default: the bundle's)")
+    p.add_argument("--mechanism", default="window", choices=["window", "strict"],
+                   help="GIA mode: the paper's window (default) or strict ε-LDP over all groups")
+    p.add_argument("--samples", type=int, default=1, help="diverse samples per face")
+    p.add_argument("--seed", type=int, help="seed for reproducible output (default: OS "
+                                            "entropy, recorded in the JSON)")
+    p.add_argument("--strength", type=float, help="image baseline strength")
+    p.add_argument("--aligned", action="store_true",
+                   help="inputs are already aligned face crops: no detection, no paste-back")
+    p.add_argument("--faces", type=_int_list, metavar="I,J",
+                   help="which detected faces (left to right, from 0); default all")
+    p.add_argument("--min-face-size", type=int, default=20, help="smallest face, in pixels")
+    p.add_argument("--output-size", type=int, help="generator resolution to stop at (e.g. 256 "
+                                                   "for a fast preview)")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0…")
+    p.add_argument("--save-crops", action="store_true",
+                   help="also save each face's aligned input, anonymized crop and samples")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_anonymize)
+
+    p = sub.add_parser("bench", help="run a benchmark (prints a table, writes JSON)")
+    p.add_argument("target", choices=["backbones", "pipeline"])
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 
