@@ -25,6 +25,7 @@ unchanged):
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Sequence, Union
 
@@ -101,7 +102,7 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 
 
 @dataclass(frozen=True)
-class _RegionBaseline:
+class _RegionBaseline(ABC):
     """Shared plumbing: validate, loop over faces, change only region pixels."""
 
     strength: float = 0.1
@@ -132,8 +133,9 @@ class _RegionBaseline:
             self._apply(out, mask, box, _face_size(face))
         return Image.fromarray(out)
 
+    @abstractmethod
     def _apply(self, out: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], face_size: float) -> None:
-        raise NotImplementedError
+        """Change ``out`` in place inside ``mask`` (whose bounding box is ``box``)."""
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
                           epsilon=args.epsilon, rank_window=args.rank_window,
                           mechanism=args.mechanism, seed=args.seed, samples=args.samples,
                           method=args.method, strength=args.strength, aligned=args.aligned,
-                          faces=args.faces)
+                          faces=args.faces, anonymized_crops=args.save_crops)
         except (ValueError, OSError) as e:  # unreadable, no face, bad face index: skip it
             failures.append((str(file), str(e)))
             continue

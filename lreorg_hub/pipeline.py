@@ -192,7 +192,8 @@ class LReOrgPipeline:
                  epsilon: float | None = None, rank_window: Sequence[int] | None = None,
                  mechanism: str = "window", seed: int | None = None, samples: int = 1,
                  method: str = "lreorg", strength: float | None = None, aligned: bool = False,
-                 faces: Sequence[int] | None = None) -> PipelineResult:
+                 faces: Sequence[int] | None = None,
+                 anonymized_crops: bool = True) -> PipelineResult:
         """Anonymize the faces of one photo.
 
         Args:
@@ -205,6 +206,9 @@ class LReOrgPipeline:
             aligned: the input is already an aligned face crop: skip detection and paste-back.
             faces: indices (left-to-right detection order) of the faces to process; all when
                 None.
+            anonymized_crops: also generate G(s^M) (the anonymized, not yet recovered face)
+                for each face; False saves one generator pass per face when only the
+                composed photo is wanted (``FaceResult.anonymized`` is then None).
         """
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -219,7 +223,8 @@ class LReOrgPipeline:
             if method in BASELINES:
                 raise ValueError(f"method {method!r} works on whole photos, not on aligned crops")
             return self._run_aligned(photo, timer, anonymize, recover, epsilon, rank_window,
-                                     mechanism if method == "lreorg" else method, seed, samples)
+                                     mechanism if method == "lreorg" else method, seed, samples,
+                                     anonymized_crops)
         with timer("detect"):
             found = self.detector.locate(photo)
         if not found:
@@ -242,7 +247,7 @@ class LReOrgPipeline:
         result = self._reorganize_and_generate(codes, timer, anonymize, recover, epsilon,
                                                rank_window,
                                                mechanism if method == "lreorg" else method,
-                                               seed, samples)
+                                               seed, samples, anonymized_crops)
         anonymized, recovered, diverse, record = result
         with timer("paste"):
             composed = paste_back_all(photo, [f for _, f in detected], recovered,
@@ -271,7 +276,7 @@ class LReOrgPipeline:
         return chosen
 
     def _reorganize_and_generate(self, codes, timer, anonymize, recover, epsilon, rank_window,
-                                 mechanism, seed, samples):
+                                 mechanism, seed, samples, anonymized_crops):
         if None in (self.model, self.encoder, self.generator):
             raise ValueError("this pipeline has no bundle and backbone (encoder + generator): "
                              "only the image baselines blur / pixelate / mask can run")
@@ -281,13 +286,17 @@ class LReOrgPipeline:
                                         seed=seed, samples=samples)
         n = codes.shape[0]
         with timer("generate"):
-            anonymized = self.generate(out.anonymized[0]) if out.record.recover else None
             flat = self.generate(out.recovered.reshape(-1, *out.recovered.shape[2:]))
-        # flat is sample-major: index s * n + j is sample s of face j.
-        diverse = [[flat[s * n + j] for s in range(out.recovered.shape[0])] for j in range(n)]
-        recovered = [d[0] for d in diverse]
-        if anonymized is None:  # nothing recovered: s^N = s^M
-            anonymized = recovered
+            # flat is sample-major: index s * n + j is sample s of face j.
+            diverse = [[flat[s * n + j] for s in range(out.recovered.shape[0])]
+                       for j in range(n)]
+            recovered = [d[0] for d in diverse]
+            if not out.record.recover:  # nothing recovered: s^N = s^M
+                anonymized = recovered
+            elif anonymized_crops:
+                anonymized = self.generate(out.anonymized[0])
+            else:
+                anonymized = [None] * n
         record = out.record.to_dict()
         record["method"] = "lreorg" if mechanism in ("window", "strict") else mechanism
         record["information_loss"] = {k: float(v.mean()) for k, v in
@@ -295,7 +304,7 @@ class LReOrgPipeline:
         return anonymized, recovered, diverse, record
 
     def _run_aligned(self, photo, timer, anonymize, recover, epsilon, rank_window, mechanism,
-                     seed, samples) -> PipelineResult:
+                     seed, samples, anonymized_crops) -> PipelineResult:
         if abs(photo.width - photo.height) > 1:
             raise ValueError(f"an aligned face crop must be square, got {photo.width}×"
                              f"{photo.height}; pass the whole photo without aligned=True "
@@ -303,7 +312,8 @@ class LReOrgPipeline:
         with timer("encode"):
             codes = self.encode([photo])
         anonymized, recovered, diverse, record = self._reorganize_and_generate(
-            codes, timer, anonymize, recover, epsilon, rank_window, mechanism, seed, samples)
+            codes, timer, anonymize, recover, epsilon, rank_window, mechanism, seed, samples,
+            anonymized_crops)
         with timer("paste"):
             composed = recovered[0].resize(photo.size, Image.LANCZOS)
         record["faces_processed"] = [0]

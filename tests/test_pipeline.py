@@ -150,3 +150,10 @@ def test_from_pretrained_loads_bundle_and_backbone_files(photo_bundle, tiny_back
 
 def test_default_backbone_reference_matches_the_loader():
     assert DEFAULT_BACKBONE == asdict(BackboneSource())
+
+
+def test_skipping_the_anonymized_crops_keeps_the_photo(pipeline, astronaut):
+    full = pipeline(astronaut, seed=4)
+    lean = pipeline(astronaut, seed=4, anonymized_crops=False)
+    assert np.array_equal(np.asarray(full.image), np.asarray(lean.image))
+    assert lean.faces[0].anonymized is None and full.faces[0].anonymized is not None
