@@ -133,13 +133,19 @@ class CDFNet(nn.Module, PyTorchModelHubMixin,
         if dense_layers < 0 or not clamp > 0:
             raise ValueError("dense_layers must be >= 0 and clamp > 0")
         self.latent_dim, self.num_rows, self.cond_dim = latent_dim, num_rows, cond_dim
-        # Small random init: distinct rows from the start, negligible next to a CLIP embedding.
-        self.row_embedding = nn.Parameter(torch.randn(num_rows, cond_dim) * 0.02)
-        self.condition_blocks = nn.ModuleList(
-            ConditionBlock(latent_dim, cond_dim, hidden_dim, clamp) for _ in range(num_blocks))
-        self.disentangle_blocks = nn.ModuleList(
-            DisentangleBlock(latent_dim, dense_growth, dense_layers, clamp)
-            for _ in range(num_blocks))
+        # Deterministic initial weights that leave the caller's global RNG state untouched
+        # (randomness of the method itself only ever comes from a passed torch.Generator).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            # Small random init: distinct rows from the start, negligible next to a CLIP
+            # embedding.
+            self.row_embedding = nn.Parameter(torch.randn(num_rows, cond_dim) * 0.02)
+            self.condition_blocks = nn.ModuleList(
+                ConditionBlock(latent_dim, cond_dim, hidden_dim, clamp)
+                for _ in range(num_blocks))
+            self.disentangle_blocks = nn.ModuleList(
+                DisentangleBlock(latent_dim, dense_growth, dense_layers, clamp)
+                for _ in range(num_blocks))
 
     # -- shapes ---------------------------------------------------------------------------
     def _rows(self, x: Tensor, name: str) -> Tensor:

@@ -136,6 +136,8 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
         identity map, which would make every key feature 0). Anonymizers still need fitting.
         """
         model = cls(**config)
+        if generator is None:  # reproducible by default, and never the global RNG
+            generator = torch.Generator().manual_seed(0)
         with torch.no_grad():
             for p in model.cdfnet.parameters():
                 p.copy_(torch.randn(p.shape, generator=generator) * std)

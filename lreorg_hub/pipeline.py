@@ -18,7 +18,7 @@ from PIL import Image
 from . import keywords as kw
 from .baselines import BASELINES, get_baseline
 from .faces import Face, FaceDetector, align_face, paste_back_all
-from .imaging import ImageSource, load_image, pil_to_tensor, tensor_to_pil
+from .imaging import ImageSource, as_rgb_array, load_image, tensor_to_pil
 from .model import LReOrg
 
 __all__ = ["LReOrgPipeline", "PipelineResult", "FaceResult", "NoFaceError", "METHODS",
@@ -166,14 +166,10 @@ class LReOrgPipeline:
 
     # -- the stages ---------------------------------------------------------------------------
     def encode(self, crops: Sequence[Image.Image]) -> torch.Tensor:
-        """Aligned crops → W+ codes s⁰ (N, L, 512), latent_avg included."""
-        size = self.encoder.input_size
-        lo, hi = self.encoder.input_range
-        batch = torch.stack([pil_to_tensor(c.resize((size, size), Image.LANCZOS)
-                                           if c.size != (size, size) else c) for c in crops])
-        batch = (batch + 1) / 2 * (hi - lo) + lo
-        codes = [self.encoder(b.to(self.device), latent_avg=self.latent_avg)
-                 for b in batch.split(self.batch_size)]
+        """Aligned crops (all the same size) → W+ codes s⁰ (N, L, 512), latent_avg included."""
+        pixels = torch.stack([torch.from_numpy(as_rgb_array(c)).permute(2, 0, 1) for c in crops])
+        codes = [self.encoder(self.encoder.prepare(b.to(self.device)), latent_avg=self.latent_avg)
+                 for b in pixels.split(self.batch_size)]
         return torch.cat(codes)
 
     def generate(self, codes: torch.Tensor) -> list[Image.Image]:

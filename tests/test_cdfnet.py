@@ -126,3 +126,10 @@ def test_save_and_strict_load_roundtrip(tmp_path, gen):
     assert all(torch.equal(a, b) for a, b in zip(net(s, k), back(s, k)))
     with pytest.raises(RuntimeError, match="size mismatch"):
         CDFNet.from_pretrained(tmp_path / "cdf", hidden_dim=32)
+
+
+def test_construction_is_deterministic_and_leaves_the_global_rng_alone():
+    state = torch.get_rng_state()
+    a, b = CDFNet(**TINY_CDFNET), CDFNet(**TINY_CDFNET)
+    assert torch.equal(state, torch.get_rng_state())
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
