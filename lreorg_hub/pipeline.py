@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from . import keywords as kw
+from .backbones import Backbone, load_backbone
 from .baselines import BASELINES, get_baseline
 from .faces import Face, FaceDetector, align_face, paste_back_all
 from .imaging import ImageSource, as_rgb_array, load_image, tensor_to_pil
@@ -115,6 +116,9 @@ class LReOrgPipeline:
         self.encoder = encoder.to(self.device).eval() if encoder is not None else None
         self.generator = generator.to(self.device).eval() if generator is not None else None
         self.latent_avg = latent_avg.to(self.device) if latent_avg is not None else None
+        # The backbone's own encode (latent_avg added) and decode (stored noise) do the work.
+        self.backbone = (Backbone(self.generator, self.encoder, self.latent_avg)
+                         if self.generator is not None else None)
         self.output_size = output_size
         self.feather = float(feather)
         self.batch_size = int(batch_size)
@@ -133,8 +137,6 @@ class LReOrgPipeline:
         ``backbone`` is a ``Backbone`` (encoder, generator, latent_avg), a local checkpoint
         path, or None to use the bundle's configured Hub checkpoint (repo id, file, revision).
         """
-        from .backbones import Backbone, load_backbone
-
         model = bundle if isinstance(bundle, LReOrg) else LReOrg.from_pretrained(
             bundle, revision=revision)
         if not isinstance(backbone, Backbone):
@@ -168,7 +170,7 @@ class LReOrgPipeline:
     def encode(self, crops: Sequence[Image.Image]) -> torch.Tensor:
         """Aligned crops (all the same size) → W+ codes s⁰ (N, L, 512), latent_avg included."""
         pixels = torch.stack([torch.from_numpy(as_rgb_array(c)).permute(2, 0, 1) for c in crops])
-        codes = [self.encoder(self.encoder.prepare(b.to(self.device)), latent_avg=self.latent_avg)
+        codes = [self.backbone.encode(self.encoder.prepare(b.to(self.device)))
                  for b in pixels.split(self.batch_size)]
         return torch.cat(codes)
 
@@ -176,8 +178,7 @@ class LReOrgPipeline:
         """W+ codes (N, L, 512) → images; constant noise so a seed reproduces the output."""
         images = []
         for chunk in codes.split(self.batch_size):
-            out = self.generator(chunk.to(self.device), noise_mode="const",
-                                 output_size=self.output_size)
+            out = self.backbone.decode(chunk.to(self.device), output_size=self.output_size)
             images.extend(tensor_to_pil(img) for img in out)
         return images
 
