@@ -188,7 +188,7 @@ def build_visitor_tab(runtime: sv.Runtime) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             photo = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"],
-                             label="Your photo", format="png", height=320)
+                             label="Your photo", format="png", height=320, elem_id="photo")
             method = gr.Dropdown([(sv.METHOD_LABELS.get(m, m), m) for m in runtime.methods],
                                  value=runtime.default_method, label="Method")
             anonymize = gr.CheckboxGroup(
@@ -224,12 +224,13 @@ def build_visitor_tab(runtime: sv.Runtime) -> None:
                                           maximum=runtime.num_groups, label="Rank window end")
                 strength = gr.Number(None, label="Strength of blur / pixelate / mask (empty: "
                                                  "the baseline's default)", minimum=0, maximum=1)
-            run = gr.Button("Anonymize", variant="primary")
+            run = gr.Button("Anonymize", variant="primary", elem_id="run-anonymize")
         with gr.Column(scale=2):
-            before_after = gr.ImageSlider(type="pil", format="png", label="Before / after")
+            before_after = gr.ImageSlider(type="pil", format="png", label="Before / after",
+                                        elem_id="before-after")
             gallery = gr.Gallery(format="png", columns=3, label="Results (each captioned with "
-                                 "what was measured)", height="auto")
-            record_text = gr.Markdown(label="Privacy record")
+                                 "what was measured)", height="auto", elem_id="results")
+            record_text = gr.Markdown(label="Privacy record", elem_id="record")
             record_json = gr.JSON(label="Privacy record (JSON)")
     inputs = [photo, method, anonymize, recover, epsilon, mechanism, rank_low, rank_high, seed,
               samples, strength]
@@ -240,7 +241,7 @@ def build_visitor_tab(runtime: sv.Runtime) -> None:
           show_progress="hidden")
     if (EXAMPLES / "astronaut.jpg").is_file():
         gr.Examples([[str(EXAMPLES / "astronaut.jpg")]], inputs=[photo], cache_examples=False,
-                    label="Example (public-domain NASA photo)")
+                    label="Example (public-domain NASA photo)", elem_id="examples-visitor")
     with gr.Accordion("What the guarantee covers", open=False):
         gr.Markdown(sv.PRIVACY_STATEMENT)
 
