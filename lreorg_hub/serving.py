@@ -28,13 +28,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from . import keywords as kw
-from .backbones import Backbone, BackboneNotAvailableError, load_backbone
+from .backbones import Backbone, BackboneNotAvailableError, BackboneSource, load_backbone
 from .baselines import BASELINES
 from .encoders import FFHQ_FACE_CROP, IdentityEncoder, WeightsUnavailableError
 from .faces import Face, FaceDetector, align_face, paste_back_all
 from .imaging import as_rgb_array, ImageLoadError, ImageTooLargeError, load_image
 from .model import BundleError, LReOrg
 from .pipeline import LReOrgPipeline, NoFaceError, auto_device
+from .privacy import SEED_MAX
 
 __all__ = ["ServingConfig", "Runtime", "load_runtime", "RequestError", "ProtectRequest",
            "Output", "ProtectResult", "protect", "compare", "public_record",
@@ -47,7 +48,6 @@ logger = logging.getLogger(__name__)
 #: The ε a visitor can choose (the slider's range; the API enforces it too).
 EPSILON_RANGE = (0.0, 10.0)
 MAX_SAMPLES = 8
-MAX_SEED = 2 ** 63 - 1
 
 #: Short human labels, as the methods registry will give them (labelled honestly).
 METHOD_LABELS = {
@@ -250,6 +250,20 @@ def _load_identity(config: ServingConfig) -> tuple[IdentityEncoder | None, str |
                       "or pass --identity-weights PATH (env LREORG_IDENTITY_WEIGHTS).")
 
 
+def _backbone_note(source, exc: Exception) -> str:
+    """Why the backbone did not load, and exactly how to provide it."""
+    if isinstance(source, str):
+        return (f"The StyleGAN2 + e4e backbone {source!r} did not load: {_first_line(exc)} "
+                f"Pass --backbone with an e4e or rosinality checkpoint file.")
+    src = BackboneSource.from_dict(source).with_env()
+    name = src.filename.rsplit("/", 1)[-1]
+    return (f"The StyleGAN2 + e4e backbone did not load: {_first_line(exc)} To provide it, run "
+            f"`hf download {src.repo_id} {src.filename} --revision {src.revision}` on a machine "
+            f"with internet access and copy the Hugging Face cache (HF_HOME) here; or pass "
+            f"`--backbone /path/to/{name}` (env LREORG_BACKBONE_PATH); or point "
+            f"LREORG_BACKBONE_REPO / _FILE / _REVISION at another Hub copy.")
+
+
 def load_runtime(config: ServingConfig) -> Runtime:
     """Load what can be loaded, once, and say what is missing and how to provide it."""
     notes: list[str] = []
@@ -271,10 +285,7 @@ def load_runtime(config: ServingConfig) -> Runtime:
             try:
                 backbone = load_backbone(source)
             except (BackboneNotAvailableError, OSError, ValueError, RuntimeError) as exc:
-                notes.append("The StyleGAN2 + e4e backbone did not load. "
-                             + _first_line(exc) + " Pass --backbone /path/to/e4e_ffhq_encode.pt"
-                             " (env LREORG_BACKBONE_PATH), or set LREORG_BACKBONE_REPO / _FILE /"
-                             " _REVISION for another Hub copy.")
+                notes.append(_backbone_note(source, exc))
     pipe = _build_pipeline(model, backbone, config, notes)
     methods = _available_methods(pipe)
     if "lreorg" in methods:
@@ -347,17 +358,22 @@ class ProtectRequest:
 
 
 def parse_seed(value) -> int | None:
-    """"random" (or empty) → None (OS entropy); a whole number 0..2^63-1 → that seed."""
+    """"random" (or empty) → None (OS entropy); a whole number 0..2^64-1 → that seed."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "random")):
         return None
-    try:
-        number = float(str(value).strip()) if not isinstance(value, (int, float)) else value
-    except ValueError:
-        number = None
-    if (number is None or isinstance(number, bool) or not math.isfinite(number)
-            or number != int(number) or not 0 <= int(number) <= MAX_SEED):
-        raise RequestError("The seed must be 'random' or a whole number from 0 to 2^63−1.")
-    return int(number)
+    number = None
+    if isinstance(value, str):
+        try:
+            number = int(value.strip())  # exact: a float would round large seeds
+        except ValueError:
+            number = None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if number is None or not 0 <= number <= SEED_MAX:
+        raise RequestError("The seed must be 'random' or a whole number from 0 to 2^64−1.")
+    return number
 
 
 def _number(value, what: str, low: float, high: float) -> float:
@@ -550,18 +566,14 @@ def _measure(runtime: Runtime, faces: list[Face], image: Image.Image, caption: s
 
 
 def public_record(record: dict) -> dict:
-    """The record as shown and returned: no OS-entropy seed, the total budget stated."""
+    """The record as shown and returned. The privacy record already drops an OS-entropy seed
+    and states k·ε; this checks it once more at the edge, because the page is public."""
     out = dict(record)
-    if out.get("seed_source") == "os-entropy":
+    if out.get("seed_source") != "user":
         out["seed"] = None
-    samples = int(out.get("samples") or 1)
-    eps = out.get("epsilon")
-    if "epsilon_total" not in out and eps is not None:
-        out["epsilon_total"] = "inf" if eps == "inf" else float(eps) * samples
-    if out.get("seed_source") == "user":
-        warning = ("This seed was typed by you: anyone who has it together with the output can "
-                   "replay the same draw. Do not publish it.")
-        out["warnings"] = list(dict.fromkeys([*out.get("warnings", []), warning]))
+    if out.get("epsilon") is not None and out.get("epsilon_total") is None:
+        eps, k = out["epsilon"], int(out.get("samples") or 1)
+        out["epsilon_total"] = "inf" if eps == "inf" else float(eps) * k
     return out
 
 
@@ -577,16 +589,14 @@ def describe_record(record: dict) -> str:
         window = record.get("rank_window")
         lines.append(f"**Mechanism:** {record['mechanism']}"
                      + (f", rank window {window[0]}–{window[1]}" if window else "") + ".")
-    eps, total = record.get("epsilon"), record.get("epsilon_total")
-    samples = int(record.get("samples") or 1)
-    if eps is not None:
-        lines.append(f"**Privacy budget:** ε = {eps} per draw; {samples} sample(s) released "
-                     f"→ total k·ε = {total}.")
-    if record.get("seed_source") == "os-entropy":
+    if record.get("epsilon") is not None:
+        lines.append(f"**Privacy budget:** {record.get('composition') or ''} (ε = "
+                     f"{record['epsilon']} per draw, total {record.get('epsilon_total')}.)")
+    if record.get("seed_source") == "user":
+        lines.append(f"**Seed:** {record.get('seed')} (typed by you).")
+    elif record.get("seed_source") == "os-entropy":
         lines.append("**Seed:** random, from the operating system's entropy; it is not shown "
                      "or kept, so nobody can replay this draw.")
-    elif record.get("seed_source") == "user":
-        lines.append(f"**Seed:** {record.get('seed')} (typed by you).")
     for warning in record.get("warnings", []):
         lines.append(f"⚠️ {warning}")
     if record.get("guarantee"):

@@ -124,7 +124,7 @@ def test_anonymize_with_typed_seed_reproduces_and_warns(client, photo_file):
     assert record["seed"] == 5 and record["seed_source"] == "user"
     assert record["samples"] == 3 and record["epsilon_total"] == pytest.approx(3.0)
     assert any("replay" in w for w in record["warnings"])
-    assert "**Seed:** 5" in words and "replay" in words and "k·ε = 3.0" in words
+    assert "**Seed:** 5" in words and "replay" in words and "3·ε = 3 in total" in words
 
 
 def test_random_seed_is_never_shown_or_returned(client, photo_file):
