@@ -1,0 +1,98 @@
+"""The Space folder: valid front matter (parsed by huggingface_hub's own card classes), its own
+requirements, and one command that writes exactly what the Space needs."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import gradio
+import pytest
+from huggingface_hub import SpaceCard, SpaceHardware
+
+ROOT = Path(__file__).resolve().parents[1]
+# Import name → requirement name, for what the Space installs (gradio comes with the SDK).
+DISTRIBUTIONS = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy",
+                 "PIL": "pillow", "huggingface_hub": "huggingface_hub", "jinja2": "jinja2",
+                 "safetensors": "safetensors", "open_clip": "open_clip_torch",
+                 "facenet_pytorch": "facenet-pytorch", "tqdm": "tqdm", "requests": "requests",
+                 "spaces": "spaces"}
+ZEROGPU_TORCH = ("2.8.0", "2.9.1", "2.10.0", "2.11.0")
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    out = tmp_path_factory.mktemp("space") / "upload"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_space.py"), str(out)],
+                          capture_output=True, text=True, check=True)
+    assert "hf upload" in done.stdout
+    return out
+
+
+def _requirements(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name = line.split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip()
+            pins[name.lower()] = line
+    return pins
+
+
+def test_front_matter_parses_with_the_hub_card_classes(space):
+    from lreorg_hub.backbones import BackboneSource
+
+    card = SpaceCard.load(space / "README.md")
+    data = card.data.to_dict()
+    assert data["sdk"] == "gradio" and data["sdk_version"] == gradio.__version__
+    assert data["python_version"] == "3.12"  # a string: unquoted 3.10 would be the float 3.1
+    assert (space / data["app_file"]).is_file()
+    assert data["suggested_hardware"] in {h.value for h in SpaceHardware}
+    assert data["license"] == "mit" and 0 < len(data["short_description"]) <= 60
+    backbone = BackboneSource()
+    assert backbone.repo_id in data["models"]
+    assert f"{backbone.repo_id} {backbone.filename}" in data["preload_from_hub"]
+    assert "training-free baseline" in card.text
+
+
+def test_space_requirements_are_separate_and_zerogpu_ready(space):
+    pins = _requirements(space / "requirements.txt")
+    assert "gradio" not in pins  # preinstalled at sdk_version
+    assert pins["torch"].split("==")[1] in ZEROGPU_TORCH
+    assert pins["facenet-pytorch"] == "facenet-pytorch==2.5.3"  # no torch/numpy pins
+    assert "spaces" in pins
+    dev = _requirements(ROOT / "requirements.txt")
+    assert dev["torch"] != pins["torch"]  # the development pins are not what the Space gets
+
+
+def test_folder_holds_what_the_space_imports_and_nothing_else(space):
+    files = {p.relative_to(space).as_posix() for p in space.rglob("*") if p.is_file()}
+    for needed in ("README.md", "requirements.txt", "app.py", "lreorg_hub/__init__.py",
+                   "lreorg_hub/serving.py", "lreorg_hub/backbones/__init__.py",
+                   "model_cards/lreorg.md", "examples/astronaut.jpg"):
+        assert needed in files
+    assert not any("__pycache__" in f or f.startswith(("tests/", ".venv")) for f in files)
+    source = {p.relative_to(ROOT / "lreorg_hub").as_posix()
+              for p in (ROOT / "lreorg_hub").rglob("*.py")}
+    assert {f[len("lreorg_hub/"):] for f in files if f.startswith("lreorg_hub/")} == source
+    # every third-party module the Space's code imports is in its requirements (or Gradio)
+    pins = _requirements(space / "requirements.txt")
+    imported = set()
+    for path in [space / "app.py", *(space / "lreorg_hub").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"lreorg_hub", "gradio"}
+    missing = [m for m in third_party if DISTRIBUTIONS.get(m, m).lower() not in pins]
+    assert missing == []
+
+
+def test_the_folder_imports_on_its_own(space):
+    done = subprocess.run([sys.executable, "-c", "import app, lreorg_hub; "
+                           "print(lreorg_hub.__file__); print(callable(app.main))"],
+                          cwd=space, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    where, main = done.stdout.split()[-2:]
+    assert Path(where).is_relative_to(space) and main == "True"
