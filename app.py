@@ -115,14 +115,17 @@ def _upload_bytes(photo) -> bytes | None:
     path lies in its upload folder."""
     if photo is None:
         return None
-    if isinstance(photo, dict):
-        if photo.get("path"):
-            return Path(photo["path"]).read_bytes()
+    path = photo.get("path") if isinstance(photo, dict) else photo
+    if not path:
         url = photo.get("url") or ""
         if url.startswith("data:") and "," in url:
             return base64.b64decode(url.split(",", 1)[1])
         return None
-    return Path(photo).read_bytes()
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:  # purged by delete_cache while the request waited in the queue
+        raise sv.RequestError("Your upload was deleted from the server before its turn came "
+                              "(the queue was long); please upload it again.") from None
 
 
 def _page_error(exc: Exception) -> gr.Error:

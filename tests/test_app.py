@@ -115,3 +115,10 @@ def test_unexpected_failures_become_one_generic_sentence(app, monkeypatch, astro
                             None, None, "random", 1, None)
     assert "Something went wrong" in err.value.message
     assert "/srv" not in err.value.message
+
+
+def test_an_upload_purged_while_queued_is_explained(app, tmp_path):
+    app.startup(["--demo", "--no-identity"], environ={})
+    with pytest.raises(gr.Error, match="deleted from the server before its turn came"):
+        app.anonymize_photo({"path": str(tmp_path / "gone.png")}, "lreorg", ["identity"], [],
+                            1.0, "window", None, None, "random", 1, None)

@@ -282,3 +282,24 @@ def test_browser_runs_the_example(server, tmp_path):
         page.screenshot(shot)
     image = Image.open(shot)
     assert image.size[0] >= 1280 and len(np.unique(np.asarray(image.convert("L")))) > 50
+
+
+def test_readme_client_example_runs(server, tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text("utf-8")
+    marker = readme.index("<!-- app-client:")
+    start = readme.index("```python\n", marker) + len("```python\n")
+    code = readme[start:readme.index("```", start)]
+    assert 'Client("http://127.0.0.1:7860/")' in code
+    code = code.replace("http://127.0.0.1:7860/", server.url)
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, "GRADIO_TEMP_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[1] == "3.0 None"  # k·ε for k = 3, and no seed from OS entropy
+    assert "'lreorg'" in lines[2] and "'mask'" in lines[2]
+    assert Path(lines[0].split()[0]).is_file()  # the result, downloaded by the client
