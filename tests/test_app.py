@@ -29,6 +29,13 @@ def weights_on_disk(tmp_path_factory, photo_bundle, tiny_backbone):
     return root / "bundle", root / "tiny_e4e.pt"
 
 
+@pytest.fixture(scope="module")
+def demo_runtime():
+    from lreorg_hub import serving as sv
+
+    return sv.load_runtime(sv.ServingConfig(demo=True, identity_weights=None))
+
+
 def _markdown(demo: gr.Blocks) -> str:
     return "\n".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.Markdown))
 
@@ -101,8 +108,9 @@ def test_a_broken_bundle_is_named_in_the_banner(app, tmp_path, weights_on_disk):
     assert "did not load" in _markdown(demo) and "config.json is missing" in _markdown(demo)
 
 
-def test_unexpected_failures_become_one_generic_sentence(app, monkeypatch, astronaut, tmp_path):
-    app.startup(["--demo", "--no-identity"], environ={})
+def test_unexpected_failures_become_one_generic_sentence(app, demo_runtime, monkeypatch,
+                                                          astronaut, tmp_path):
+    app.build_app(demo_runtime)
     photo = tmp_path / "a.png"
     astronaut.save(photo)
 
@@ -117,8 +125,8 @@ def test_unexpected_failures_become_one_generic_sentence(app, monkeypatch, astro
     assert "/srv" not in err.value.message
 
 
-def test_an_upload_purged_while_queued_is_explained(app, tmp_path):
-    app.startup(["--demo", "--no-identity"], environ={})
+def test_an_upload_purged_while_queued_is_explained(app, demo_runtime, tmp_path):
+    app.build_app(demo_runtime)
     with pytest.raises(gr.Error, match="deleted from the server before its turn came"):
         app.anonymize_photo({"path": str(tmp_path / "gone.png")}, "lreorg", ["identity"], [],
                             1.0, "window", None, None, "random", 1, None)

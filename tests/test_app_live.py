@@ -269,8 +269,10 @@ def test_browser_runs_the_example(server, tmp_path):
         page.navigate(server.url)
         page.wait_for("document.querySelector('#run-anonymize') !== null", timeout=60)
         assert "Demo weights" in page.evaluate("document.body.innerText")
-        page.evaluate("document.querySelector('#examples-visitor button, "
-                      "#examples-visitor td, #examples-visitor .gallery-item').click()")
+        example = ("document.querySelector('#examples-visitor button, #examples-visitor td, "
+                   "#examples-visitor .gallery-item')")
+        page.wait_for(f"{example} !== null", timeout=60)
+        page.evaluate(f"{example}.click()")
         page.wait_for("document.querySelector('#photo img') !== null", timeout=30)
         page.evaluate("document.querySelector('#run-anonymize').click()")
         page.wait_for("document.querySelectorAll('#results img').length >= 2 && "
