@@ -150,6 +150,22 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _cmd_demo_bundle(args: argparse.Namespace) -> int:
+    from .demo import write_demo
+
+    try:
+        paths = write_demo(args.directory, seed=args.seed, overwrite=args.force)
+    except FileExistsError as e:
+        raise ValueError(str(e)) from None
+    d = Path(args.directory)
+    print(f"wrote a demo bundle with RANDOM weights (it shows the workflow, not real "
+          f"anonymization):\n  bundle:   {paths['bundle']}\n  backbone: {paths['backbone']}\n"
+          f"try:\n  lreorg info {paths['bundle']}\n"
+          f"  LREORG_BACKBONE_PATH={paths['backbone']} lreorg anonymize PHOTO --out "
+          f"{d / 'out'} --bundle {paths['bundle']}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import runpy
 
@@ -220,6 +236,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also save each face's aligned input, anonymized crop and samples")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_anonymize)
+
+    p = sub.add_parser(
+        "demo-bundle", help="write a small random-weight bundle + backbone to try every "
+                            "command offline",
+        description="Write DIR/bundle (an LReOrg bundle: config.json, model.safetensors, card) "
+                    "and DIR/backbone.pt (a 128 px StyleGAN2 + e4e checkpoint in the public "
+                    "e4e layout), all with random weights built by the real classes. No trained "
+                    "bundle is published yet; this lets you run info and anonymize offline. "
+                    "Outputs are random textures, not faces.")
+    p.add_argument("directory", metavar="DIR", help="folder to write into (created)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing demo in DIR")
+    p.set_defaults(func=_cmd_demo_bundle)
 
     p = sub.add_parser("bench", help="run a benchmark (prints a table, writes JSON)")
     p.add_argument("target", choices=["backbones", "pipeline"])

@@ -509,13 +509,16 @@ def load_backbone(path_or_source: str | Path | BackboneSource | Mapping | None =
                   allow_missing_noise: bool = False) -> Backbone:
     """Load the backbone from a local file, or download it from the Hub.
 
-    ``path_or_source``: a path to a ``.pt`` file; a :class:`BackboneSource` (or a dict of
-    its fields); or None: ``$LREORG_BACKBONE_PATH`` when set, else the default source
-    with the ``LREORG_BACKBONE_*`` overrides. ``format`` ("e4e"/"rosinality") is detected
-    from the file when None.
+    ``path_or_source``: a path to a ``.pt`` file (always wins); otherwise
+    ``$LREORG_BACKBONE_PATH`` when set, else the Hub source given (a
+    :class:`BackboneSource`, a dict of its fields such as a bundle's ``backbone`` config, or
+    None for the default) with the ``LREORG_BACKBONE_REPO`` / ``_FILE`` / ``_REVISION``
+    overrides. ``format`` ("e4e"/"rosinality") is detected from the file when None.
     """
-    if path_or_source is None and os.environ.get(ENV_PATH):
+    if not isinstance(path_or_source, (str, Path)) and os.environ.get(ENV_PATH):
+        # The environment names a local file: it replaces any Hub source (configured or not).
         path_or_source = os.environ[ENV_PATH]
+        format = None
     expected_size = None
     if isinstance(path_or_source, (str, Path)):
         path = Path(path_or_source).expanduser()
