@@ -260,7 +260,8 @@ def _check_anonymize_args(args: argparse.Namespace):
     from .pipeline import _check_settings, check_device
 
     info = METHODS[args.method]
-    options = _anonymize_options(args).validate(args.method)
+    options = _anonymize_options(args)
+    options.validate(args.method)  # the registry's limits; the loaded weights' come later
     weights = {"--bundle": args.bundle, "--revision": args.revision,
                "--backbone": args.backbone, "--style-mix": args.style_mix,
                "--output-size": args.output_size}
@@ -478,12 +479,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # usage errors (one line, status 2), --help and --version (0)
+        return e.code if isinstance(e.code, int) else 2
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"lreorg: error: {e}", file=sys.stderr)
+        print(f"lreorg: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("lreorg: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # never a traceback for the user: one line naming what failed
+        print(f"lreorg: error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -475,6 +475,9 @@ class StyleMixMethod(LatentMethod):
             anonymize=[kw.IDENTITY], recover=[], mechanism=mechanism, epsilon=eps,
             rank_window=list(window), seed=seed_used, seed_source=seed_source,
             samples=samples, guarantee=_style_mix_guarantee(mechanism, eps, rows),
+            scope=(f"The guarantee concerns only the choice of the synthetic identity for W+ "
+                   f"rows [{rows[0]}, {rows[1]}). It says nothing about pixels outside the "
+                   f"face or the other rows, which still carry information about the input."),
             extra={"style_rows": list(rows), "num_groups": sm.num_groups,
                    "member_bank": "mapping-network samples (synthetic identities only)"}
         ).to_dict()
