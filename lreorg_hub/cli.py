@@ -434,9 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GIA mode: the paper's window (default) or strict ε-LDP over all groups")
     p.add_argument("--samples", type=int, help=f"diverse samples per face, 1..{MAX_SAMPLES} "
                                                f"(k samples spend k·ε; default 1)")
-    p.add_argument("--seed", type=int, help="seed 0..2**63-1 for reproducible output (recorded "
-                                            "with a warning); default: OS entropy, never "
-                                            "recorded")
+    p.add_argument("--seed", type=int,
+                   help="seed 0..2**64-1 for reproducible output. Default: OS entropy, which is "
+                        "not recorded anywhere (the ε-DP guarantee needs secret coins). A seed "
+                        "you give is written to each JSON with a warning: do not publish it "
+                        "with the outputs")
     p.add_argument("--strength", type=_number,
                    help="image baseline strength in (0, 1]: blur σ and pixelate block as a "
                         "fraction of the face size, mask opacity")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import ClassVar, Sequence
 
 from . import keywords as kw
+from .privacy import SEED_MAX as MAX_SEED  # one source: what a torch.Generator accepts
 
 __all__ = ["METHODS", "MethodInfo", "ProtectOptions", "KeywordSupport", "LatentOutput",
            "LatentMethod", "ImageMethod", "LReOrgMethod", "StyleMixMethod", "ImageBaselineMethod",
@@ -28,7 +29,6 @@ __all__ = ["METHODS", "MethodInfo", "ProtectOptions", "KeywordSupport", "LatentO
            "MAX_SAMPLES", "MAX_SEED", "MAX_FACES", "STRENGTH_LIMITS"]
 
 MAX_SAMPLES = 16          # diverse samples per face: k·ε spent, k generator passes per face
-MAX_SEED = 2 ** 63 - 1    # the seeds make_generator draws from OS entropy are 63-bit too
 MAX_FACES = 256           # face indices one call may select
 
 
@@ -146,7 +146,7 @@ class ProtectOptions:
     anonymize / recover: keywords (list or comma-separated string; "" or [] = none).
     epsilon: privacy budget ε >= 0 per draw (∞ allowed, no DP guarantee then).
     rank_window: GIA window (a, b), 1 <= a <= b <= m.  mechanism: "window" or "strict".
-    seed: 0..2⁶³−1 (None: OS entropy, never recorded).  samples: 1..MAX_SAMPLES draws.
+    seed: 0..2⁶⁴−1 (None: OS entropy, never recorded).  samples: 1..MAX_SAMPLES draws.
     strength: image baseline strength, method-specific range.  style_rows: style-mix [r0, r1).
     """
 
@@ -235,7 +235,7 @@ class ProtectOptions:
         if self.seed is not None:
             seed = _integer(self.seed, "seed")
             if not 0 <= seed <= MAX_SEED:
-                raise ValueError(f"seed must be in 0..{MAX_SEED} (2**63 - 1), got {self.seed!r}")
+                raise ValueError(f"seed must be in 0..{MAX_SEED} (2**64 - 1), got {self.seed!r}")
             out["seed"] = seed
         if "samples" in info.options:
             samples = 1 if self.samples is None else _integer(self.samples, "samples")
@@ -415,13 +415,18 @@ class LReOrgMethod(LatentMethod):
                                     epsilon=options.epsilon, rank_window=options.rank_window,
                                     mechanism=mechanism, seed=options.seed,
                                     samples=options.samples or 1)
-        record = out.record.to_dict()
-        record["method"] = self.info.name
-        record["method_label"] = self.info.label
-        record["information_loss"] = {k: float(v.mean()) for k, v in
-                                      out.information_loss.items()}
+        record = _record_dict(out.record, self.info, information_loss={
+            k: float(v.mean()) for k, v in out.information_loss.items()})
         return LatentOutput(out.recovered, out.anonymized if out.record.recover else None,
                             record)
+
+
+def _record_dict(record, info: MethodInfo, **more) -> dict:
+    """``PrivacyRecord.to_dict()`` plus which method ran, and the record in plain words."""
+    d = record.to_dict()
+    d.update(method=info.name, method_label=info.label, **more)
+    d["description"] = f"Method: {info.label}.\n" + record.describe()
+    return d
 
 
 def _style_mix_guarantee(mechanism: str, epsilon: float, rows: tuple[int, int]) -> str:
@@ -480,10 +485,9 @@ class StyleMixMethod(LatentMethod):
                    f"face or the other rows, which still carry information about the input."),
             extra={"style_rows": list(rows), "num_groups": sm.num_groups,
                    "member_bank": "mapping-network samples (synthetic identities only)"}
-        ).to_dict()
-        record["method"], record["method_label"] = self.info.name, self.info.label
+        )
         shape = (samples, n, *codes.shape[1:])
-        return LatentOutput(mixed.codes.reshape(shape), None, record)
+        return LatentOutput(mixed.codes.reshape(shape), None, _record_dict(record, self.info))
 
 
 class ImageBaselineMethod(ImageMethod):
@@ -504,13 +508,12 @@ class ImageBaselineMethod(ImageMethod):
         composed = baseline(photo, faces)
         record = PrivacyRecord(
             anonymize=[], recover=[], mechanism=self.info.name, epsilon=None,
-            rank_window=None, seed=None, seed_source="none (no random draw)", samples=1,
+            rank_window=None, seed=None, seed_source="none", samples=1,
             guarantee=f"Classical image baseline ({self.info.name}): no formal guarantee; "
                       f"the face region is obfuscated, nothing else changes.",
-            extra={"strength": baseline.strength}).to_dict()
-        record.update(method=self.info.name, method_label=self.info.label,
-                      strength=baseline.strength)
-        return composed, record
+            scope="Only the face regions are changed; everything else in the photo is kept.",
+            extra={"strength": baseline.strength})
+        return composed, _record_dict(record, self.info, strength=baseline.strength)
 
 
 def build_methods(model=None, style_mix=None, has_backbone: bool = False) -> dict:

@@ -62,7 +62,7 @@ def run(argv, capsys):
     (["--bundle", "b", "--samples", "0"], "samples must be in 1..16 (each sample is one more "
                                           "draw: k samples spend k·ε), got 0"),
     (["--bundle", "b", "--samples", "100000"], "samples must be in 1..16"),
-    (["--bundle", "b", "--seed", "-1"], "seed must be in 0..9223372036854775807 (2**63 - 1), "
+    (["--bundle", "b", "--seed", "-1"], "seed must be in 0..18446744073709551615 (2**64 - 1), "
                                         "got -1"),
     (["--bundle", "b", "--seed", "99999999999999999999"], "seed must be in 0.."),
     (["--bundle", "b", "--rank-window", "5,2"], "rank_window (a=5, b=2) is empty: a must be "

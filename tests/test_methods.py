@@ -72,7 +72,7 @@ def test_for_method_drops_what_does_not_apply():
     ("lreorg", dict(samples=0), r"samples must be in 1..16 \(each sample is one more draw"),
     ("lreorg", dict(samples=10 ** 6), "samples must be in 1..16"),
     ("lreorg", dict(samples=2.5), "samples must be an integer, got 2.5"),
-    ("lreorg", dict(seed=-1), r"seed must be in 0..9223372036854775807 \(2\*\*63 - 1\)"),
+    ("lreorg", dict(seed=-1), r"seed must be in 0..18446744073709551615 \(2\*\*64 - 1\)"),
     ("lreorg", dict(seed=2 ** 64), "seed must be in 0.."),
     ("lreorg", dict(seed="abc"), "seed must be an integer, got 'abc'"),
     ("lreorg", dict(seed=1.5), "seed must be an integer"),

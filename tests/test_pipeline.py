@@ -280,7 +280,7 @@ def test_every_option_is_checked_before_the_photo_is_read(pipeline, tmp_path):
         (dict(method="pixelate", strength=1000), r"strength for pixelate must be in \(0, 1\]"),
         (dict(method="blur", epsilon=1.0), "epsilon does not apply to method 'blur'"),
         (dict(method="blur", aligned=True), "works on whole photos, not on aligned crops"),
-        (dict(seed=-3), r"seed must be in 0..9223372036854775807"),
+        (dict(seed=-3), r"seed must be in 0..18446744073709551615"),
         (dict(faces=[-1]), "face indices count from 0"),
         (dict(style_rows=(1, 2)), "style_rows does not apply to method 'lreorg'"),
         (dict(method="style-mix"), "method 'style-mix' needs a backbone"),
