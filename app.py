@@ -60,6 +60,9 @@ def parse_args(argv=None, environ=None) -> argparse.Namespace:
     for name, var in ENV_BACKBONE_HUB.items():
         w.add_argument(f"--backbone-{name}", default=env.get(var),
                        help=f"Hub {name} of the backbone checkpoint (env {var})")
+    w.add_argument("--style-mix", default=env.get("LREORG_STYLE_MIX"),
+                   help="folder / Hub repo of fitted style-mix groups (env LREORG_STYLE_MIX); "
+                        "default: fitted at start on the backbone's mapping network")
     w.add_argument("--identity-weights", default=env.get(ENV_IDENTITY, "vggface2"),
                    help="facenet weights for the identity similarity: 'vggface2' or a file "
                         f"(env {ENV_IDENTITY})")
@@ -88,6 +91,7 @@ def _int(value: str | None) -> int | None:
 def serving_config(args: argparse.Namespace) -> sv.ServingConfig:
     return sv.ServingConfig(
         bundle=args.bundle, bundle_revision=args.bundle_revision, backbone=args.backbone,
+        style_mix=args.style_mix,
         demo=args.demo, identity_weights=None if args.no_identity else args.identity_weights,
         device=args.device, output_size=args.output_size, max_pixels=args.max_pixels)
 
@@ -169,6 +173,18 @@ def compare_methods(photo, seed, epsilon, progress=gr.Progress()):
     return gallery, table
 
 
+def keyword_boxes(method):
+    """The keyword checkboxes for ``method``: what it can serve, the rest named with a reason."""
+    anonymizable, recoverable, unavailable = RUNTIME.keyword_choices(method)
+    return (_keyword_box(anonymizable, kw.DEFAULT_ANONYMIZE, unavailable),
+            _keyword_box(recoverable, kw.DEFAULT_RECOVER, unavailable))
+
+
+def _keyword_box(choices, defaults, unavailable):
+    return gr.update(choices=choices, value=[k for k in defaults if k in choices],
+                     interactive=bool(choices), info=_keyword_info(unavailable, choices) or None)
+
+
 def total_budget(method, anonymize, epsilon, samples):
     """The total privacy budget k·ε that k diverse samples spend, in words."""
     return sv.budget_text(method, anonymize, epsilon, samples)
@@ -178,8 +194,8 @@ def total_budget(method, anonymize, epsilon, samples):
 # Page: one builder per tab
 
 
-def _keyword_info(runtime: sv.Runtime, group: list[str]) -> str:
-    off = {n: why for n, why in runtime.unavailable.items() if n not in group}
+def _keyword_info(unavailable: dict[str, str], group: list[str]) -> str:
+    off = {n: why for n, why in unavailable.items() if n not in group}
     if not off:
         return ""
     return "Not available with these weights: " + "; ".join(f"{n} ({why})"
@@ -187,7 +203,6 @@ def _keyword_info(runtime: sv.Runtime, group: list[str]) -> str:
 
 
 def build_visitor_tab(runtime: sv.Runtime) -> None:
-    latent = [m for m in runtime.methods if m not in ("blur", "pixelate", "mask")]
     with gr.Row():
         with gr.Column(scale=1):
             photo = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"],
@@ -197,13 +212,13 @@ def build_visitor_tab(runtime: sv.Runtime) -> None:
             anonymize = gr.CheckboxGroup(
                 runtime.anonymizable, label="Anonymize",
                 value=[k for k in kw.DEFAULT_ANONYMIZE if k in runtime.anonymizable],
-                info=_keyword_info(runtime, runtime.anonymizable) or None,
-                interactive=bool(latent and runtime.anonymizable))
+                info=_keyword_info(runtime.unavailable, runtime.anonymizable) or None,
+                interactive=bool(runtime.anonymizable))
             recover = gr.CheckboxGroup(
                 runtime.recoverable, label="Recover (keep from your photo)",
                 value=[k for k in kw.DEFAULT_RECOVER if k in runtime.recoverable],
-                info=_keyword_info(runtime, runtime.recoverable) or None,
-                interactive=bool(latent and runtime.recoverable))
+                info=_keyword_info(runtime.unavailable, runtime.recoverable) or None,
+                interactive=bool(runtime.recoverable))
             epsilon = gr.Slider(*sv.EPSILON_RANGE, value=runtime.default_epsilon, step=0.1,
                                 label="Privacy budget ε per draw (smaller = more private)")
             samples = gr.Slider(1, sv.MAX_SAMPLES, value=1, step=1,
@@ -239,6 +254,8 @@ def build_visitor_tab(runtime: sv.Runtime) -> None:
               samples, strength]
     run.click(anonymize_photo, inputs, [before_after, gallery, record_text, record_json],
               api_name="anonymize", preprocess=False)
+    method.change(keyword_boxes, method, [anonymize, recover], api_visibility="private",
+                  show_progress="hidden")
     gr.on([method.change, anonymize.change, epsilon.change, samples.change], total_budget,
           [method, anonymize, epsilon, samples], budget, api_name="budget",
           show_progress="hidden")

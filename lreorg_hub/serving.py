@@ -33,9 +33,12 @@ from .baselines import BASELINES
 from .encoders import FFHQ_FACE_CROP, IdentityEncoder, WeightsUnavailableError
 from .faces import Face, FaceDetector, align_face, paste_back_all
 from .imaging import as_rgb_array, ImageLoadError, ImageTooLargeError, load_image
+from .demo import build_demo_backbone, build_demo_bundle
+from .methods import METHODS, STRENGTH_LIMITS, KeywordSupport
 from .model import BundleError, LReOrg
 from .pipeline import LReOrgPipeline, NoFaceError, auto_device
 from .privacy import SEED_MAX
+from .stylemix import StyleMixAnonymizer, build_demo_style_mix
 
 __all__ = ["ServingConfig", "Runtime", "load_runtime", "RequestError", "ProtectRequest",
            "Output", "ProtectResult", "protect", "compare", "public_record",
@@ -49,17 +52,8 @@ logger = logging.getLogger(__name__)
 EPSILON_RANGE = (0.0, 10.0)
 MAX_SAMPLES = 8
 
-#: Short human labels, as the methods registry will give them (labelled honestly).
-METHOD_LABELS = {
-    "lreorg": "LReOrg (CDFNet + ε-DP group identity sampler)",
-    "style-mix": "style-mix (training-free baseline)",
-    "laplace": "Laplace noise on the identity key feature (latent baseline)",
-    "k-anonymity": "k-anonymity: farthest group centre (latent baseline)",
-    "blur": "Gaussian blur (classical baseline)",
-    "pixelate": "pixelate (classical baseline)",
-    "mask": "solid mask (classical baseline)",
-}
-LATENT_BUDGET_METHODS = ("lreorg", "style-mix", "laplace")  # the methods that spend ε
+#: Short honest labels, from the methods registry.
+METHOD_LABELS = {name: info.label for name, info in METHODS.items()}
 
 PRIVACY_STATEMENT = (
     "**What the guarantee covers.** With LReOrg (window or strict) and style-mix, the face "
@@ -101,6 +95,7 @@ class ServingConfig:
     bundle_revision: str | None = None
     backbone: str | None = None
     try_backbone_without_bundle: bool = True
+    style_mix: str | None = None     # folder / repo of fitted style-mix groups (None: fit)
     demo: bool = False
     identity_weights: str | None = "vggface2"
     device: str = "auto"
@@ -126,22 +121,42 @@ class Runtime:
 
     @property
     def default_method(self) -> str:
-        return self.methods[0]
+        return self.pipeline.default_method or self.methods[0]
 
     @property
     def default_epsilon(self) -> float:
         model = self.pipeline.model
-        return float(model.default_epsilon) if model is not None else 1.0
+        if model is not None:
+            return float(model.default_epsilon)
+        return 1.0
 
     @property
     def default_rank_window(self) -> tuple[int, int]:
         model = self.pipeline.model
-        return tuple(model.default_rank_window) if model is not None else (2, 8)
+        if model is not None:
+            return tuple(model.default_rank_window)
+        return (2, min(8, self.num_groups))
 
     @property
     def num_groups(self) -> int:
-        model = self.pipeline.model
-        return int(model.identity_anonymizer.num_groups) if model is not None else 16
+        return self.groups(self.default_method)
+
+    def groups(self, method: str) -> int:
+        """How many groups the identity draw of ``method`` chooses among."""
+        pipe = self.pipeline
+        if method == "style-mix" and pipe.style_mix is not None:
+            return int(pipe.style_mix.num_groups)
+        if pipe.model is not None:
+            return int(pipe.model.identity_anonymizer.num_groups)
+        return 16
+
+    def keyword_choices(self, method: str) -> tuple[list[str], list[str], dict[str, str]]:
+        """What ``method`` can anonymize / recover here, and why the others cannot."""
+        if method not in self.methods or method in BASELINES:
+            label = METHOD_LABELS.get(method, method)
+            return [], [], {n: f"{label} obfuscates the whole face" for n in kw.KEYWORDS}
+        support = self.pipeline.keywords(method)
+        return list(support.anonymize), list(support.recover), dict(support.unavailable)
 
     def banner(self) -> str:
         """Markdown: what runs, and (when something is missing) how to provide it."""
@@ -164,73 +179,31 @@ class Runtime:
         return "\n".join(lines)
 
 
-def _available_methods(pipe: LReOrgPipeline) -> list[str]:
-    """Methods this pipeline can run with what is loaded (the pipeline's own answer once the
-    methods interface provides it)."""
-    if hasattr(pipe, "available_methods"):
-        return list(pipe.available_methods())
-    latent = ["lreorg", "laplace", "k-anonymity"] if (
-        pipe.model is not None and pipe.backbone is not None) else []
-    return latent + list(BASELINES)
-
-
-def _keyword_support(model: LReOrg | None) -> tuple[list[str], list[str], dict[str, str]]:
-    if model is None:
-        why = "needs a trained LReOrg bundle"
-        return [], [], {n: why for n in kw.KEYWORDS}
-    anonymizable, recoverable, unavailable = [], [], {}
-    for name in kw.KEYWORDS:
-        if name not in model.keywords:
-            unavailable[name] = "not in this bundle"
-            continue
-        if name != kw.IDENTITY:
-            recoverable.append(name)
-        anonymizer = (model.identity_anonymizer if name == kw.IDENTITY
-                      else model.attribute_anonymizer(name))
-        if bool(anonymizer.fitted):
-            anonymizable.append(name)
-        else:
-            unavailable[name] = "its anonymizer is not fitted in this bundle (recover only)"
-    return anonymizable, recoverable, unavailable
-
-
-def _demo_weights(seed: int = 0) -> tuple[Backbone, LReOrg]:
-    """Small random-weight backbone and fitted bundle through the real classes."""
-    try:
-        from .demo import build_demo_backbone, build_demo_bundle
-    except ImportError:
-        # Temporary, until lreorg_hub.demo (helper A) is merged: the same recipe as
-        # tests/conftest.py's build_tiny_backbone / build_photo_bundle.
-        return _temporary_demo_weights(seed)
+def _demo_weights(seed: int = 0) -> tuple[Backbone, LReOrg, StyleMixAnonymizer]:
+    """Small random-weight backbone, fitted bundle and style-mix groups (real classes)."""
     backbone = build_demo_backbone(seed=seed)
-    return backbone, build_demo_bundle(backbone, seed=seed)
+    return backbone, build_demo_bundle(backbone, seed=seed), build_demo_style_mix(backbone, seed)
 
 
-def _temporary_demo_weights(seed: int) -> tuple[Backbone, LReOrg]:
-    from .backbones import E4EEncoder, StyleGAN2Generator
+def _style_mix_for(backbone: Backbone, config: "ServingConfig",
+                   notes: list[str]) -> StyleMixAnonymizer | None:
+    """Style-mix groups: loaded from --style-mix, else fitted now on the generator's mapping
+    network (synthetic identities only; a fixed seed, so every start serves the same groups)."""
+    try:
+        if config.style_mix:
+            return StyleMixAnonymizer.from_pretrained(config.style_mix)
+        g = backbone.generator
+        return StyleMixAnonymizer(style_dim=g.style_dim, num_rows=g.n_latent).fit(
+            g, generator=torch.Generator().manual_seed(0)).eval()
+    except (OSError, ValueError, RuntimeError) as exc:
+        notes.append(f"The style-mix groups did not load: {_first_line(exc)}")
+        return None
 
-    gen = torch.Generator().manual_seed(seed)
-    generator = StyleGAN2Generator(size=64, style_dim=32, n_mlp=2, channel_base=512,
-                                   channel_max=32)
-    encoder = E4EEncoder(n_styles=generator.n_latent, units=(1, 1, 1, 1), base_width=4,
-                         style_dim=32, input_size=64)
-    latent_avg = generator.mean_latent(256, generator=gen)
-    rows = generator.n_latent
-    backbone = Backbone(generator=generator, encoder=encoder, source="demo (random weights)",
-                        latent_avg=latent_avg.reshape(1, -1).expand(rows, -1).clone())
-    model = LReOrg.with_random_weights(
-        gen, std=0.05, num_groups=8, num_members=64, rank_window=[2, 6],
-        cdfnet=dict(latent_dim=32, num_rows=rows, cond_dim=16, num_blocks=2, hidden_dim=32,
-                    dense_growth=8, dense_layers=2),
-        backbone={"repo_id": "local/demo", "filename": "demo_e4e.pt", "size": 64})
-    with torch.no_grad():
-        w = generator.sample_w(256, generator=gen)
-    codes = w.reshape(256, 1, -1).expand(-1, rows, -1)
-    model.fit_identity_anonymizer(codes, generator=gen)
-    for name in model.keywords[1:]:
-        count = model.attribute_anonymizer(name).num_subcategories
-        model.fit_attribute_anonymizer(name, codes, torch.arange(256) % count)
-    return backbone, model.eval()
+
+def _sentence(text: str) -> str:
+    text = text.strip().splitlines()[0] if text.strip() else "The request could not be served"
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def _first_line(exc: Exception) -> str:
@@ -267,9 +240,9 @@ def _backbone_note(source, exc: Exception) -> str:
 def load_runtime(config: ServingConfig) -> Runtime:
     """Load what can be loaded, once, and say what is missing and how to provide it."""
     notes: list[str] = []
-    model = backbone = None
+    model = backbone = style_mix = None
     if config.demo:
-        backbone, model = _demo_weights()
+        backbone, model, style_mix = _demo_weights()
     else:
         if config.bundle:
             try:
@@ -286,22 +259,18 @@ def load_runtime(config: ServingConfig) -> Runtime:
                 backbone = load_backbone(source)
             except (BackboneNotAvailableError, OSError, ValueError, RuntimeError) as exc:
                 notes.append(_backbone_note(source, exc))
-    pipe = _build_pipeline(model, backbone, config, notes)
-    methods = _available_methods(pipe)
-    if "lreorg" in methods:
-        mode = "lreorg"
-    elif "style-mix" in methods:
-        mode = "style-mix"
-    else:
-        mode = "baselines"
         if backbone is not None:
-            notes.append("style-mix needs the methods module with a fitted style-mix "
-                         "anonymizer; only the classical baselines run for now.")
-    anonymizable, recoverable, unavailable = _keyword_support(pipe.model)
-    if mode == "style-mix":
-        anonymizable, recoverable = [kw.IDENTITY], []
-        unavailable = {n: "style-mix replaces identity only; attributes need a trained bundle"
-                       for n in kw.KEYWORDS if n != kw.IDENTITY}
+            style_mix = _style_mix_for(backbone, config, notes)
+    pipe = _build_pipeline(model, backbone, style_mix, config, notes)
+    methods = pipe.available_methods()
+    mode = pipe.default_method or "baselines"
+    if mode == "baselines":
+        support = KeywordSupport((), (), {n: "needs a trained LReOrg bundle (or the backbone, "
+                                              "for style-mix)" for n in kw.KEYWORDS})
+    else:
+        support = pipe.keywords(mode)
+    anonymizable, recoverable = list(support.anonymize), list(support.recover)
+    unavailable = dict(support.unavailable)
     identity, identity_note = _load_identity(config)
     if identity is not None:
         identity = identity.to(pipe.device)
@@ -312,26 +281,23 @@ def load_runtime(config: ServingConfig) -> Runtime:
                    max_pixels=config.max_pixels)
 
 
-def _build_pipeline(model, backbone, config: ServingConfig, notes: list[str]) -> LReOrgPipeline:
+def _build_pipeline(model, backbone, style_mix, config: ServingConfig,
+                    notes: list[str]) -> LReOrgPipeline:
     device = auto_device() if config.device == "auto" else torch.device(config.device)
     size = backbone.encoder.input_size if backbone is not None else 256
     detector = CachingFaceDetector(output_size=size, device=device)
     kwargs = dict(device=device, output_size=config.output_size, max_pixels=config.max_pixels,
                   detector=detector)
-    if model is not None and backbone is not None:
-        try:
-            return LReOrgPipeline(model, backbone.encoder, backbone.generator,
-                                  backbone.latent_avg, **kwargs)
-        except ValueError as exc:  # the backbone does not fit the bundle's codes
-            notes.append(f"The bundle and backbone do not fit together: {_first_line(exc)}")
-            model = None
-    if backbone is not None:
-        try:
-            return LReOrgPipeline(None, backbone.encoder, backbone.generator,
-                                  backbone.latent_avg, **kwargs)
-        except TypeError:  # pragma: no cover - depends on the methods module's constructor
-            pass
-    return LReOrgPipeline(None, **kwargs)
+    if backbone is None:
+        return LReOrgPipeline(None, **kwargs)
+    parts = (backbone.encoder, backbone.generator, backbone.latent_avg)
+    try:
+        return LReOrgPipeline(model, *parts, style_mix=style_mix, **kwargs)
+    except ValueError as exc:  # the bundle does not fit the backbone's codes
+        if model is None:
+            raise
+        notes.append(f"The bundle and backbone do not fit together: {_first_line(exc)}")
+        return LReOrgPipeline(None, *parts, style_mix=style_mix, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,7 +320,7 @@ class ProtectRequest:
 
     @property
     def spends_budget(self) -> bool:
-        return self.method in LATENT_BUDGET_METHODS and kw.IDENTITY in self.anonymize
+        return METHODS[self.method].uses_epsilon and kw.IDENTITY in self.anonymize
 
 
 def parse_seed(value) -> int | None:
@@ -398,7 +364,8 @@ def check_request(runtime: Runtime, method, anonymize, recover, epsilon, mechani
                 f"choose one of {', '.join(runtime.methods)}."))
     seed_value = parse_seed(seed)
     if method in BASELINES:
-        value = None if strength in (None, "") else _number(strength, "The strength", 0, 1)
+        top = STRENGTH_LIMITS[method][1]
+        value = None if strength in (None, "") else _number(strength, "The strength", 0, top)
         return ProtectRequest(method=method, seed=seed_value, strength=value)
     k1, k2 = kw.parse_list(anonymize), kw.parse_list(recover)
     if not k1:
@@ -408,11 +375,14 @@ def check_request(runtime: Runtime, method, anonymize, recover, epsilon, mechani
     if both:
         raise RequestError(f"'{both[0]}' is ticked both to anonymize and to recover; untick "
                            f"it in one of the two lists.")
-    for name, group in [(n, runtime.anonymizable) for n in k1] + [
-            (n, runtime.recoverable) for n in k2]:
+    if k2 and "recover" not in METHODS[method].options:
+        raise RequestError(f"The {method} method cannot recover attributes (it has no CDFNet); "
+                           f"untick the Recover list or choose lreorg.")
+    support = runtime.pipeline.keywords(method)
+    for name, group in [(n, support.anonymize) for n in k1] + [(n, support.recover) for n in k2]:
         if name not in group:
-            why = runtime.unavailable.get(name) or "not a keyword this app knows"
-            raise RequestError(f"'{name}' cannot be used here: {why}.")
+            why = support.unavailable.get(name) or "not a keyword this app knows"
+            raise RequestError(f"'{name}' cannot be used with {method}: {why}.")
     if method != "lreorg" and k1 != [kw.IDENTITY]:
         raise RequestError(f"The {method} method anonymizes identity only; untick the other "
                            f"keywords or choose lreorg.")
@@ -422,16 +392,19 @@ def check_request(runtime: Runtime, method, anonymize, recover, epsilon, mechani
         raise RequestError("The mechanism must be 'window' or 'strict'.")
     window = None
     if rank_low not in (None, "") or rank_high not in (None, ""):
-        a = _number(rank_low, "The rank window start", 1, runtime.num_groups)
-        b = _number(rank_high, "The rank window end", 1, runtime.num_groups)
+        groups = runtime.groups(method)
+        a = _number(rank_low, "The rank window start", 1, groups)
+        b = _number(rank_high, "The rank window end", 1, groups)
         if a != int(a) or b != int(b) or a > b:
             raise RequestError(f"The rank window must be whole numbers with 1 ≤ start ≤ end ≤ "
-                               f"{runtime.num_groups}.")
+                               f"{groups}.")
         window = (int(a), int(b))
     count = _number(samples, "The number of samples", 1, MAX_SAMPLES)
     if count != int(count):
         raise RequestError(f"The number of samples must be a whole number from 1 to "
                            f"{MAX_SAMPLES}.")
+    if "samples" not in METHODS[method].options:  # deterministic: one output
+        count = 1
     return ProtectRequest(method=method, anonymize=tuple(k1), recover=tuple(k2), epsilon=eps,
                           mechanism=mechanism, rank_window=window, seed=seed_value,
                           samples=int(count))
@@ -612,7 +585,8 @@ def budget_text(method: str, anonymize: Sequence[str] | None, epsilon, samples) 
         eps, k = float(epsilon), int(samples)
     except (TypeError, ValueError):
         return ""
-    if method not in LATENT_BUDGET_METHODS or kw.IDENTITY not in kw.parse_list(anonymize):
+    info = METHODS.get(method)
+    if info is None or not info.uses_epsilon or kw.IDENTITY not in kw.parse_list(anonymize):
         return "This choice spends no privacy budget (no ε-DP draw: no formal guarantee)."
     return (f"Releasing k = {k} diverse sample(s) at ε = {eps:g} each spends a total budget "
             f"of k·ε = {k * eps:g} (sequential composition).")
@@ -631,22 +605,20 @@ def protect_photo(runtime: Runtime, photo: Image.Image, request: ProtectRequest,
     start = time.perf_counter()
     step(0.1, "finding faces and anonymizing")
     pipe = runtime.pipeline
-    options = dict(method=request.method, seed=request.seed)
-    if request.method in BASELINES:
-        options["strength"] = request.strength
-    else:
-        options.update(anonymize=list(request.anonymize), recover=list(request.recover),
-                       epsilon=request.epsilon, samples=request.samples)
-        if request.method == "lreorg":
-            options.update(mechanism=request.mechanism, rank_window=request.rank_window)
-        elif request.rank_window is not None:
-            options["rank_window"] = request.rank_window
+    given = dict(anonymize=list(request.anonymize), recover=list(request.recover),
+                 epsilon=request.epsilon, rank_window=request.rank_window,
+                 mechanism=request.mechanism, seed=request.seed, samples=request.samples,
+                 strength=request.strength)
+    applies = METHODS[request.method].options  # an option that does not apply is an error
+    options = {k: v for k, v in given.items() if k in applies and v is not None}
     try:
-        result = pipe(photo, **options)
+        result = pipe(photo, method=request.method, **options)
     except NoFaceError:
         raise RequestError(f"No face was found in this photo. Try one where the face is clearly "
                            f"visible and at least {pipe.detector.min_face_size} pixels wide."
                            ) from None
+    except ValueError as exc:  # the library's own one-sentence checks
+        raise RequestError(_sentence(str(exc))) from None
     step(0.6, "composing and measuring the results")
     faces = _relocate(pipe, photo, result.record.get("faces_processed", []))
     kept = ", ".join(request.recover)
@@ -663,7 +635,7 @@ def protect_photo(runtime: Runtime, photo: Image.Image, request: ProtectRequest,
         label = f"recovered ({kept} kept)" if kept else "anonymized"
         main = _measure(runtime, faces, result.image, f"{label}, sample 1")
         outputs.append(main)
-        for s in range(1, request.samples):
+        for s in range(1, min(len(f.diverse) for f in result.faces)):
             composed = paste_back_all(photo, faces, [f.diverse[s] for f in result.faces],
                                       feather=pipe.feather)
             outputs.append(_measure(runtime, faces, composed, f"sample {s + 1}"))

@@ -94,9 +94,13 @@ def test_backbone_from_environment_without_bundle(app, weights_on_disk, monkeypa
     demo, _ = app.startup(["--no-identity"], environ={"LREORG_BACKBONE_PATH": str(backbone)})
     runtime = app.RUNTIME
     assert runtime.pipeline.generator is not None and runtime.pipeline.model is None
-    assert "lreorg" not in runtime.methods
+    assert runtime.mode == "style-mix"
+    assert runtime.methods == ["style-mix", "blur", "pixelate", "mask"]
     text = _markdown(demo)
+    assert "style-mix (training-free baseline)** runs" in text
     assert "No LReOrg bundle given" in text and "backbone did not load" not in text
+    recover = _component(demo, gr.CheckboxGroup, "Recover (keep from your photo)")
+    assert recover.interactive is False and "recovers nothing (no CDFNet)" in recover.info
 
 
 def test_a_broken_bundle_is_named_in_the_banner(app, tmp_path, weights_on_disk):

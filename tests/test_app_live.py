@@ -166,7 +166,8 @@ def test_compare_every_method_same_seed(client, photo_file):
     gallery, table = client.predict(handle_file(str(photo_file)), "3", 1.0,
                                     api_name="/compare")
     methods = [row[0] for row in table["data"]]
-    assert methods == ["lreorg", "laplace", "k-anonymity", "blur", "pixelate", "mask"]
+    assert methods == ["lreorg", "style-mix", "laplace", "k-anonymity", "blur", "pixelate",
+                       "mask"]
     assert [g["caption"].split(":")[0] for g in gallery] == methods
     for row in table["data"]:
         _, _, similarity, detected, seconds, note = row
@@ -225,7 +226,8 @@ def test_bad_files_get_one_sentence(client, tmp_path, case):
      "'age' is ticked both to anonymize and to recover"),
     (dict(seed="abc"), "The seed must be 'random' or a whole number"),
     (dict(samples=9), "The number of samples must be a number from 1 to 8."),
-    (dict(method="style-mix"), "cannot run here"),
+    (dict(method="style-mix"), "The style-mix method cannot recover attributes"),
+    (dict(method="morphing"), "The method 'morphing' cannot run here"),
 ])
 def test_bad_choices_get_one_sentence(client, photo_file, options, message):
     from gradio_client.exceptions import AppError
