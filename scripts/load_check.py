@@ -80,8 +80,10 @@ def main(argv=None) -> int:
     peak = {"rss": server.peak_rss_mib()}
 
     def visitor(i: int) -> None:
+        # A visitor's browser waits on the queue as long as it takes; give the client the same
+        # patience (httpx's default read timeout is shorter than a long queue on a busy CPU).
         client = Client(server.url, verbose=False, analytics_enabled=False,
-                        download_files=False)
+                        download_files=False, httpx_kwargs={"timeout": 600})
         for _ in range(args.requests):
             start = time.perf_counter()
             try:
@@ -120,7 +122,7 @@ def main(argv=None) -> int:
         stop.set()
         peak["rss"] = max(peak["rss"], server.peak_rss_mib())
     finally:
-        code = server.stop()
+        code = server.stop(timeout=120)
     left_after = [f for f in server.files() if f.name != "astronaut.jpg"]
     result = {
         "clients": args.clients, "requests_per_client": args.requests,

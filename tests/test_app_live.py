@@ -10,7 +10,6 @@ environment variable ``LREORG_DEMO=1``, plus identity weights from a file writte
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import struct
