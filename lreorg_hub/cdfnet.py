@@ -8,9 +8,13 @@ its forward and inverse side by side so the algebra can be checked by eye agains
 
 from __future__ import annotations
 
+import math
+
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
+
+from .privacy import fresh_generator
 
 __all__ = ["soft_clamp", "ConditionalLinear", "DenseBlock", "ConditionBlock",
            "DisentangleBlock", "CDFNet"]
@@ -133,19 +137,46 @@ class CDFNet(nn.Module, PyTorchModelHubMixin,
         if dense_layers < 0 or not clamp > 0:
             raise ValueError("dense_layers must be >= 0 and clamp > 0")
         self.latent_dim, self.num_rows, self.cond_dim = latent_dim, num_rows, cond_dim
-        # Deterministic initial weights that leave the caller's global RNG state untouched
-        # (randomness of the method itself only ever comes from a passed torch.Generator).
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            # Small random init: distinct rows from the start, negligible next to a CLIP
-            # embedding.
-            self.row_embedding = nn.Parameter(torch.randn(num_rows, cond_dim) * 0.02)
+        # Built on the meta device so torch's layer init never draws from the global RNG,
+        # then materialised where the caller builds (the default device, or meta again) and
+        # initialised by reset_parameters from OS entropy (the one randomness policy).
+        device = torch.empty(0).device
+        with torch.device("meta"):
+            self.row_embedding = nn.Parameter(torch.empty(num_rows, cond_dim))
             self.condition_blocks = nn.ModuleList(
                 ConditionBlock(latent_dim, cond_dim, hidden_dim, clamp)
                 for _ in range(num_blocks))
             self.disentangle_blocks = nn.ModuleList(
                 DisentangleBlock(latent_dim, dense_growth, dense_layers, clamp)
                 for _ in range(num_blocks))
+        self.to_empty(device=device)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """PyTorch's default Linear init (U(±1/√fan_in) for weights and biases), the last
+        layer of every φ and ψ at zero (a new network is the identity map), and a small
+        N(0, 0.02²) row embedding (distinct rows from the start, negligible next to a CLIP
+        embedding). Draws from ``generator``; a fresh OS-entropy one when None."""
+        if self.row_embedding.is_meta:
+            return
+        gen = generator if generator is not None else fresh_generator()
+
+        def uniform(t: Tensor, bound: float) -> None:
+            u = torch.rand(t.shape, generator=gen, dtype=t.dtype)
+            t.copy_(u.mul_(2 * bound).sub_(bound))
+
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                bound = 1.0 / math.sqrt(m.in_features)
+                uniform(m.weight, bound)
+                uniform(m.bias, bound)
+        for m in self.modules():
+            if isinstance(m, (ConditionalLinear, DenseBlock)):
+                m.fc_out.weight.zero_()
+                m.fc_out.bias.zero_()
+        self.row_embedding.copy_(torch.randn(self.row_embedding.shape, generator=gen,
+                                             dtype=self.row_embedding.dtype) * 0.02)
 
     # -- shapes ---------------------------------------------------------------------------
     def _rows(self, x: Tensor, name: str) -> Tensor:

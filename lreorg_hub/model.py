@@ -30,7 +30,7 @@ from .anonymizers import (MECHANISMS, AttributeAnonymizer, IdentityAnonymizer,
                           KAnonymityIdentityAnonymizer, LaplaceIdentityAnonymizer,
                           check_epsilon, check_rank_window)
 from .cdfnet import CDFNet
-from .privacy import PrivacyRecord, make_generator
+from .privacy import PrivacyRecord, fresh_generator, make_generator
 from .reachability import hub_reachable
 
 __all__ = ["LReOrg", "ReorganizeResult", "IDENTITY_METHODS", "BundleError",
@@ -240,8 +240,8 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
         identity map, which would make every key feature 0). Anonymizers still need fitting.
         """
         model = cls(**config)
-        if generator is None:  # reproducible by default, and never the global RNG
-            generator = torch.Generator().manual_seed(0)
+        if generator is None:  # the one policy: OS entropy, never the global RNG
+            generator = fresh_generator()
         with torch.no_grad():
             for p in model.cdfnet.parameters():
                 p.copy_(torch.randn(p.shape, generator=generator) * std)
