@@ -157,6 +157,9 @@ def _cmd_demo_bundle(args: argparse.Namespace) -> int:
         paths = write_demo(args.directory, seed=args.seed, overwrite=args.force)
     except FileExistsError as e:
         raise ValueError(str(e)) from None
+    except OSError as e:  # unwritable place, disk full: one line, not a traceback
+        raise ValueError(f"could not write the demo into {args.directory}: "
+                         f"{e.strerror or e}") from None
     d = Path(args.directory)
     print(f"wrote a demo bundle with RANDOM weights (it shows the workflow, not real "
           f"anonymization):\n  bundle:   {paths['bundle']}\n  backbone: {paths['backbone']}\n"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
@@ -150,6 +150,17 @@ class PrivacyRecord:
                                   f"{eps}."))
             if infinite and NO_DP_NOTE not in self.warnings:
                 self.warnings.append(NO_DP_NOTE)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PrivacyRecord":
+        """Rebuild a record from ``to_dict()`` output (e.g. a pipeline result's ``record``,
+        whose extra keys such as ``method`` are ignored), "inf" read back as ∞."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in d.items() if k in names}
+        for key in ("epsilon", "epsilon_total"):
+            if values.get(key) == "inf":
+                values[key] = math.inf
+        return cls(**values)
 
     def to_dict(self) -> dict:
         """JSON-ready: ε = ∞ (per draw and in total) is written as the string "inf"."""

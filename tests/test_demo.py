@@ -93,3 +93,13 @@ def test_cli_runs_offline_on_the_demo_with_the_env_backbone(demo_dir, clean_env,
     assert changed.sum() > 0                                     # the face region was replaced
     record = json.loads((out / "a.json").read_text())["record"]
     assert record["seed"] is None and record["method"] == "lreorg"
+
+
+def test_demo_bundle_into_a_file_or_unwritable_place_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["demo-bundle", str(tmp_path / "file")]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+    # Below a regular file nothing can be created, whoever runs the test (root included).
+    assert main(["demo-bundle", str(tmp_path / "file" / "demo")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lreorg: error: could not write the demo") and err.count("\n") == 1

@@ -190,6 +190,9 @@ def read_checkpoint(path: str | Path) -> dict:
     ``weights_only=False`` is never passed on, since following it would execute the file.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise CheckpointReadError(f"{path} is a folder, not a checkpoint file; pass the .pt "
+                                  f"file inside it")
     if not path.is_file():
         raise BackboneNotAvailableError(f"checkpoint file not found: {path}")
     safe = getattr(torch.serialization, "safe_globals", None)  # torch ≥ 2.5
