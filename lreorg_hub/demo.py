@@ -18,9 +18,10 @@ import torch
 from . import keywords as kw
 from .backbones import Backbone, E4EEncoder, StyleGAN2Generator
 from .model import LReOrg
+from .stylemix import build_demo_style_mix  # noqa: F401  (style-mix groups for a demo backbone)
 
 __all__ = ["DEMO_BACKBONE", "DEMO_BUNDLE", "build_demo_backbone", "build_demo_bundle",
-           "save_e4e_checkpoint", "write_demo"]
+           "build_demo_style_mix", "save_e4e_checkpoint", "write_demo"]
 
 #: The demo backbone: 128 px output (large enough to see), 12 W+ rows of 64, few channels,
 #: so one photo runs in a fraction of a second on a laptop CPU.
