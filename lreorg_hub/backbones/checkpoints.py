@@ -23,6 +23,7 @@ import logging
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -197,11 +198,15 @@ def read_checkpoint(path: str | Path) -> dict:
         raise BackboneNotAvailableError(f"checkpoint file not found: {path}")
     safe = getattr(torch.serialization, "safe_globals", None)  # torch ≥ 2.5
     try:
-        if safe is None:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        else:
-            with safe([argparse.Namespace]):
+        with warnings.catch_warnings():
+            # torch's unpickler warnings (pickle protocol, file-an-issue advice) are not
+            # actionable for a user; a file that fails gets the one sentence below.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
+            if safe is None:
                 obj = torch.load(path, map_location="cpu", weights_only=True)
+            else:
+                with safe([argparse.Namespace]):
+                    obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         what = _what_file(path)
         if what == "not a PyTorch checkpoint" and "GLOBAL" in str(e).upper():
