@@ -7,7 +7,7 @@ import torch
 from .config import TrainingConfig
 from .swap import SwapTrainer, latest_checkpoint
 
-__all__ = ["build_scorers", "build_bundle", "build_trainer", "resolve_device"]
+__all__ = ["seeded_init", "build_scorers", "build_bundle", "build_trainer", "resolve_device"]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -16,7 +16,7 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _random_init(factory, **kwargs):
+def seeded_init(factory, **kwargs):
     """open_clip and facenet-pytorch draw random initial weights from the global RNG: do it
     with a fixed seed inside a fork, so random-weight scorers are reproducible and the
     caller's RNG is untouched (pretrained weights overwrite them anyway)."""
@@ -32,8 +32,8 @@ def build_scorers(config: TrainingConfig, device: torch.device):
     ident = dict(config.identity_encoder)
     if ident.get("crop") is not None:
         ident["crop"] = tuple(ident["crop"])
-    identity = _random_init(IdentityEncoder, device=device, **ident)
-    clip = _random_init(KeywordEncoder, device=device, **config.clip)
+    identity = seeded_init(IdentityEncoder, device=device, **ident)
+    clip = seeded_init(KeywordEncoder, device=device, **config.clip)
     return identity, clip
 
 
