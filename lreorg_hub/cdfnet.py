@@ -178,6 +178,31 @@ class CDFNet(nn.Module, PyTorchModelHubMixin,
         self.row_embedding.copy_(torch.randn(self.row_embedding.shape, generator=gen,
                                              dtype=self.row_embedding.dtype) * 0.02)
 
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator, output_std: float = 0.0) -> "CDFNet":
+        """Redraw every weight from ``generator`` (the start of training): PyTorch's default
+        Linear init, an N(0, 0.02²) row embedding, and every φ/ψ output layer at N(0,
+        output_std²) (0: exactly zero, the identity map). The global RNG is not touched.
+
+        Swap training needs ``output_std > 0``: with all output layers at zero every key
+        feature is 0 and ∂s′/∂f = 0, so the swapped codes equal the originals to first order
+        in the weights and every swap-loss gradient vanishes (a stationary point).
+        """
+        from .backbones._init import kaiming_uniform_, randn_, uniform_
+
+        if not output_std >= 0:
+            raise ValueError(f"output_std must be >= 0, got {output_std!r}")
+        randn_(self.row_embedding, generator, std=0.02)
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                if name.endswith("fc_out"):
+                    randn_(module.weight, generator, std=output_std)
+                    module.bias.zero_()
+                else:
+                    kaiming_uniform_(module.weight, generator)
+                    uniform_(module.bias, generator, 1.0 / module.in_features ** 0.5)
+        return self
+
     # -- shapes ---------------------------------------------------------------------------
     def _rows(self, x: Tensor, name: str) -> Tensor:
         if x.dim() == 2 and x.shape[-1] == self.latent_dim:

@@ -342,6 +342,65 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training.build import build_trainer
+    from .training.config import TrainingConfig
+    from .training.swap import latest_checkpoint
+
+    overrides = list(args.set)
+    for name in ("steps", "out", "device", "seed"):
+        if getattr(args, name) is not None:
+            overrides.append(f"{name}={json.dumps(getattr(args, name))}")
+    if args.quiet:
+        overrides.append("progress=false")
+    config_file = args.config
+    if args.resume and config_file is None:  # continue with the run's own configuration
+        config_file = latest_checkpoint(args.resume) / "config.json"
+    config = TrainingConfig.from_file(config_file, overrides)
+    trainer = build_trainer(config, resume=args.resume)
+    trainer.fit()
+    bundle = trainer.save_bundle()
+    summary = {"bundle": str(bundle), "steps": trainer.step,
+               "roundtrip_error": trainer.last_roundtrip, "log": str(Path(config.out) / "log.csv")}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_fit_anonymizers(args: argparse.Namespace) -> int:
+    import torch
+
+    from .backbones import load_backbone
+    from .model import LReOrg
+    from .training.build import seeded_init, resolve_device
+    from .training.fitting import fit_anonymizers
+    from .encoders import KeywordEncoder
+
+    device = resolve_device(args.device)
+    model = LReOrg.from_pretrained(args.bundle, revision=args.revision, map_location=device)
+    out = Path(args.out) if args.out else Path(args.bundle)
+    if not args.out and not Path(args.bundle).is_dir():
+        raise ValueError("--out is required when the bundle is a Hub repo id")
+    backbone = load_backbone(args.backbone if args.backbone else model.backbone).to(device)
+    clip_args = {"model_name": model.text_encoder["model_name"],
+                 "pretrained": model.text_encoder["pretrained"]}
+    if args.clip_model:
+        clip_args["model_name"] = args.clip_model
+    if args.clip_pretrained:
+        clip_args["pretrained"] = None if args.clip_pretrained == "none" else args.clip_pretrained
+    if args.clip_config:
+        clip_args["model_cfg"] = json.loads(Path(args.clip_config).read_text())
+    clip = seeded_init(KeywordEncoder, device=device, **clip_args)
+    report = fit_anonymizers(model, backbone.generator, clip, num_samples=args.samples,
+                             keywords=kw.parse_list(args.keywords) or None, seed=args.seed,
+                             iterations=args.iterations, batch_size=args.batch_size,
+                             output_size=args.output_size, progress=not args.quiet)
+    model.to(torch.device("cpu")).save_pretrained(out)
+    (out / "fitting.json").write_text(json.dumps(report.to_dict(), indent=2))
+    print(report.describe(), file=sys.stderr)
+    print(json.dumps({"bundle": str(out), **report.to_dict()}, indent=2))
+    return 0
+
+
 def _cmd_demo_bundle(args: argparse.Namespace) -> int:
     from .demo import write_demo
 
@@ -478,6 +537,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_anonymize)
 
     p = sub.add_parser(
+        "train", help="keyword-based swap training of CDFNet (SPEC §5)",
+        description="Train a bundle's CDFNet by keyword-based swapping on latents from the "
+                    "generator's mapping network. Writes OUT/log.csv, OUT/checkpoints/step-N/ "
+                    "(safetensors + JSON, the effective configuration included) and, at the "
+                    "end, OUT/bundle/ with training.json. See docs/TRAINING.md.")
+    p.add_argument("--config", help="training configuration (.json or .toml; default: the "
+                                    "defaults, or the resumed run's own configuration)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one option (JSON value; a.b=... for nested), repeatable")
+    p.add_argument("--resume", metavar="RUN_OR_CHECKPOINT",
+                   help="continue bit-for-bit from a checkpoint folder or a run's newest one")
+    p.add_argument("--steps", type=int, help="total steps to reach (shorthand for --set)")
+    p.add_argument("--out", help="run folder (shorthand for --set out=...)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1…")
+    p.add_argument("--seed", type=int, help="seed of every draw (default: OS entropy, "
+                                            "not recorded)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "fit-anonymizers", help="fit GIA and KAA on synthetic faces from the mapping network",
+        description="Sample latents from the generator's mapping network (never encoded "
+                    "photos), cluster the identity key features into the bundle's m groups, "
+                    "label each attribute keyword's sub-categories with CLIP zero-shot on "
+                    "G(s), and store centres, members and sub-category means in the bundle. "
+                    "Prints group sizes and label balance; writes fitting.json beside it.")
+    p.add_argument("bundle", help="bundle folder (rewritten in place unless --out) or Hub id")
+    p.add_argument("--out", help="write the fitted bundle here instead")
+    p.add_argument("--revision", help="Hub revision of the bundle")
+    p.add_argument("--backbone", help="local e4e / rosinality checkpoint (default: the "
+                                      "bundle's configured Hub file; LREORG_BACKBONE_PATH)")
+    p.add_argument("--samples", type=int, default=10_000, help="sampled faces (default "
+                                                                "%(default)s)")
+    p.add_argument("--keywords", help="comma-separated keywords to fit (default: all)")
+    p.add_argument("--iterations", type=int, default=50, help="k-means iterations")
+    p.add_argument("--batch-size", type=int, default=16, help="faces rendered at once")
+    p.add_argument("--output-size", type=int, help="render CLIP's faces at this generator "
+                                                   "block (faster, coarser)")
+    p.add_argument("--clip-model", help="open_clip model (default: the bundle's)")
+    p.add_argument("--clip-pretrained", help="open_clip tag or file; 'none' = random weights "
+                                             "(tests only)")
+    p.add_argument("--clip-config", help="JSON file of open_clip model_cfg overrides")
+    p.add_argument("--seed", type=int, help="seed (default: OS entropy, not recorded)")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0…")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_fit_anonymizers)
+
+    p = sub.add_parser(
         "demo-bundle", help="write a small random-weight bundle + backbone to try every "
                             "command offline",
         description="Write DIR/bundle (an LReOrg bundle: config.json, model.safetensors, card) "
@@ -505,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_fit_style_mix)
 
     p = sub.add_parser("bench", help="run a benchmark (prints a table, writes JSON)")
-    p.add_argument("target", choices=["backbones", "pipeline"])
+    p.add_argument("target", choices=["backbones", "pipeline", "training"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     p.set_defaults(func=_cmd_bench)
     return parser

@@ -84,11 +84,13 @@ def build_demo_bundle(backbone: Backbone, seed: int = 0, *,
     with torch.no_grad():
         w = backbone.generator.sample_w(fit_samples, generator=gen)
     codes = w.reshape(fit_samples, 1, dim).expand(-1, rows, -1)
-    model.fit_identity_anonymizer(codes, generator=gen)
+    from .training.fitting import fit_attribute_anonymizer, fit_identity_anonymizer
+
+    fit_identity_anonymizer(model, codes, generator=gen)
     for name in model.keywords:
         if name != kw.IDENTITY:
             count = model.attribute_anonymizer(name).num_subcategories
-            model.fit_attribute_anonymizer(name, codes, torch.arange(fit_samples) % count)
+            fit_attribute_anonymizer(model, name, codes, torch.arange(fit_samples) % count)
     return model.eval()
 
 

@@ -78,13 +78,14 @@ def make_lossless_projection(cdfnet, p: int) -> None:
 
 
 def fit_anonymizers(model, generator: torch.Generator, count: int = 256) -> None:
-    """Fit GIA and every KAA of a bundle on key features of random codes."""
-    codes = torch.randn(count, model.cdfnet.num_rows, model.cdfnet.latent_dim,
-                        generator=generator)
-    model.fit_identity_anonymizer(codes, generator=generator)
+    """Fit GIA and every KAA of a bundle on key features of random W codes."""
+    from lreorg_hub.training.fitting import fit_attribute_anonymizer, fit_identity_anonymizer
+
+    codes = torch.randn(count, model.cdfnet.latent_dim, generator=generator)
+    fit_identity_anonymizer(model, codes, generator=generator)
     for name in model.keywords[1:]:
         count_sub = model.attribute_anonymizer(name).num_subcategories
-        model.fit_attribute_anonymizer(name, codes, torch.arange(count) % count_sub)
+        fit_attribute_anonymizer(model, name, codes, torch.arange(count) % count_sub)
 
 
 # -- photo pipeline: a tiny backbone and a bundle that fits it, built by the real classes -----
