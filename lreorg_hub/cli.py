@@ -276,9 +276,10 @@ def _check_anonymize_args(args: argparse.Namespace):
         raise ValueError(f"--bundle (Hub repo id or folder) is required for method "
                          f"{args.method!r}; style-mix needs only --backbone and --style-mix, the "
                          f"image baselines blur / pixelate / mask need none")
-    if info.needs == "backbone" and not (args.backbone and args.style_mix):
-        raise ValueError("--method style-mix needs --backbone (checkpoint) and --style-mix "
-                         "(fitted groups: `lreorg fit-style-mix`)")
+    if info.needs == "backbone" and not args.style_mix:
+        raise ValueError("--method style-mix needs --style-mix (fitted groups: `lreorg "
+                         "fit-style-mix`) and a backbone (--backbone, LREORG_BACKBONE_PATH or "
+                         "the default Hub file)")
     if args.revision is not None and not args.bundle:
         raise ValueError("--revision applies to --bundle, which was not given")
     if args.aligned and info.kind == "image":
@@ -340,6 +341,24 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
         print(f"{len(done)} photo(s) anonymized into {out_dir}, {len(failures)} failed",
               file=sys.stderr)
     return 1 if failures else 0
+
+
+def _cmd_demo_bundle(args: argparse.Namespace) -> int:
+    from .demo import write_demo
+
+    try:
+        paths = write_demo(args.directory, seed=args.seed, overwrite=args.force)
+    except FileExistsError as e:
+        raise ValueError(str(e)) from None
+    d = Path(args.directory)
+    print(f"wrote a demo bundle with RANDOM weights (it shows the workflow, not real "
+          f"anonymization):\n  bundle:   {paths['bundle']}\n  backbone: {paths['backbone']}\n"
+          f"try:\n  lreorg info {paths['bundle']}\n"
+          f"  LREORG_BACKBONE_PATH={paths['backbone']} lreorg anonymize PHOTO --out "
+          f"{d / 'out'} --bundle {paths['bundle']}\n"
+          f"  lreorg anonymize PHOTO --out {d / 'out'} --method style-mix --backbone "
+          f"{paths['backbone']} --style-mix {paths['style_mix']}")
+    return 0
 
 
 def _cmd_fit_style_mix(args: argparse.Namespace) -> int:
@@ -459,11 +478,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_anonymize)
 
     p = sub.add_parser(
+        "demo-bundle", help="write a small random-weight bundle + backbone to try every "
+                            "command offline",
+        description="Write DIR/bundle (an LReOrg bundle: config.json, model.safetensors, card) "
+                    "and DIR/backbone.pt (a 128 px StyleGAN2 + e4e checkpoint in the public "
+                    "e4e layout), all with random weights built by the real classes. No trained "
+                    "bundle is published yet; this lets you run info and anonymize offline. "
+                    "Outputs are random textures, not faces.")
+    p.add_argument("directory", metavar="DIR", help="folder to write into (created)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing demo in DIR")
+    p.set_defaults(func=_cmd_demo_bundle)
+
+    p = sub.add_parser(
         "fit-style-mix", help="fit the training-free style-mix groups on a backbone's generator",
         description="k-means groups of mapping-network samples (synthetic identities only) for "
                     "--method style-mix; writes style_mix_config.json + style_mix.safetensors.")
     p.add_argument("out", help="output folder")
-    p.add_argument("--backbone", required=True, help="e4e / rosinality checkpoint")
+    p.add_argument("--backbone", help="e4e / rosinality checkpoint (default: "
+                                      "LREORG_BACKBONE_PATH, else the default Hub file)")
     p.add_argument("--groups", type=int, default=64, help="number of groups m")
     p.add_argument("--members", type=int, default=1024, help="member bank size")
     p.add_argument("--samples", type=int, default=10_000, help="mapping-network samples")

@@ -165,11 +165,8 @@ def test_skipping_the_anonymized_crops_keeps_the_photo(pipeline, astronaut):
 
 # -- one interface for every method, and the style-mix-only pipeline --------------------------
 @pytest.fixture(scope="module")
-def style_mix(tiny_backbone):
-    from lreorg_hub.stylemix import build_demo_style_mix
-
-    return build_demo_style_mix(tiny_backbone, seed=0, num_groups=8, num_members=64,
-                                num_samples=512)
+def style_mix(tiny_style_mix):
+    return tiny_style_mix
 
 
 @pytest.fixture(scope="module")
