@@ -231,3 +231,12 @@ def test_fit_style_mix_command(weights, tmp_path, capsys):
                  "--groups", "4", "--members", "16", "--samples", "64", "--seed", "0"]) == 0
     loaded = StyleMixAnonymizer.from_pretrained(tmp_path / "sm")
     assert loaded.fitted and loaded.num_groups == 4 and loaded.rows == (2, 4)
+
+
+def test_a_text_file_as_backbone_is_one_clear_line(photo, weights, tmp_path, capsys):
+    (tmp_path / "notes.pt").write_text("hello, I am not a checkpoint\n")
+    code, err = run([str(photo), "--out", str(tmp_path / "out"), "--bundle",
+                     str(weights / "bundle"), "--backbone", str(tmp_path / "notes.pt"),
+                     "--device", "cpu"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "could not be read as a PyTorch checkpoint" in err and "weights_only" not in err
