@@ -276,9 +276,10 @@ def _check_anonymize_args(args: argparse.Namespace):
         raise ValueError(f"--bundle (Hub repo id or folder) is required for method "
                          f"{args.method!r}; style-mix needs only --backbone and --style-mix, the "
                          f"image baselines blur / pixelate / mask need none")
-    if info.needs == "backbone" and not (args.backbone and args.style_mix):
-        raise ValueError("--method style-mix needs --backbone (checkpoint) and --style-mix "
-                         "(fitted groups: `lreorg fit-style-mix`)")
+    if info.needs == "backbone" and not args.style_mix:
+        raise ValueError("--method style-mix needs --style-mix (fitted groups: `lreorg "
+                         "fit-style-mix`) and a backbone (--backbone, LREORG_BACKBONE_PATH or "
+                         "the default Hub file)")
     if args.revision is not None and not args.bundle:
         raise ValueError("--revision applies to --bundle, which was not given")
     if args.aligned and info.kind == "image":
@@ -416,7 +417,9 @@ def _cmd_demo_bundle(args: argparse.Namespace) -> int:
           f"anonymization):\n  bundle:   {paths['bundle']}\n  backbone: {paths['backbone']}\n"
           f"try:\n  lreorg info {paths['bundle']}\n"
           f"  LREORG_BACKBONE_PATH={paths['backbone']} lreorg anonymize PHOTO --out "
-          f"{d / 'out'} --bundle {paths['bundle']}")
+          f"{d / 'out'} --bundle {paths['bundle']}\n"
+          f"  lreorg anonymize PHOTO --out {d / 'out'} --method style-mix --backbone "
+          f"{paths['backbone']} --style-mix {paths['style_mix']}")
     return 0
 
 
@@ -602,7 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="k-means groups of mapping-network samples (synthetic identities only) for "
                     "--method style-mix; writes style_mix_config.json + style_mix.safetensors.")
     p.add_argument("out", help="output folder")
-    p.add_argument("--backbone", required=True, help="e4e / rosinality checkpoint")
+    p.add_argument("--backbone", help="e4e / rosinality checkpoint (default: "
+                                      "LREORG_BACKBONE_PATH, else the default Hub file)")
     p.add_argument("--groups", type=int, default=64, help="number of groups m")
     p.add_argument("--members", type=int, default=1024, help="member bank size")
     p.add_argument("--samples", type=int, default=10_000, help="mapping-network samples")

@@ -119,6 +119,18 @@ def build_photo_bundle(backbone, seed: int = 0):
         backbone_config={"repo_id": "local/tiny", "filename": "tiny_e4e.pt", "size": 64})
 
 
+def build_tiny_style_mix(backbone, seed: int = 0):
+    """style-mix groups for the tiny backbone (8 groups, 64 members of 512 mapping samples)."""
+    from lreorg_hub.demo import build_demo_style_mix
+
+    return build_demo_style_mix(backbone, seed, num_groups=8, num_members=64, fit_samples=512)
+
+
+@pytest.fixture(scope="session")
+def tiny_style_mix(tiny_backbone):
+    return build_tiny_style_mix(tiny_backbone)
+
+
 @pytest.fixture(scope="session")
 def tiny_backbone():
     return build_tiny_backbone()

@@ -217,7 +217,8 @@ def read_checkpoint(path: str | Path) -> dict:
         kind = "" if what == "not a PyTorch checkpoint" else f": it is {what}"
         raise CheckpointReadError(f"{path} is not a PyTorch checkpoint{kind}; expected the e4e "
                                   f"or rosinality StyleGAN2 .pt file") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
+            KeyError, IndexError, TypeError, AttributeError) as e:  # text read as pickle ops
         what = _what_file(path)
         detail = "it looks truncated or damaged" if what == "not a PyTorch checkpoint" else what
         raise CheckpointReadError(f"{path} could not be read as a PyTorch checkpoint ({detail}: "
