@@ -173,7 +173,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         judge=f"facenet {Path(args.judge).name}")
     # Scorers first: a missing weight file should fail before any photo is touched.
     judge = IdentityEncoder(pretrained=args.judge, crop=FFHQ_FACE_CROP)
-    clip = KeywordEncoder(args.clip_model, pretrained=args.clip_pretrained)
+    clip_cfg = json.loads(Path(args.clip_config).read_text()) if args.clip_config else None
+    clip = KeywordEncoder(args.clip_model, model_cfg=clip_cfg,
+                          pretrained=None if args.clip_pretrained == "none"
+                          else args.clip_pretrained)
     features = (ClipImageFeatures(clip) if args.fid_features == "clip"
                 else InceptionFeatures(weights_path=args.fid_weights))
     if args.bundle:
@@ -332,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="judge's cosine-similarity match threshold (default: %(default)s)")
     p.add_argument("--clip-model", default="ViT-B-32", help="open_clip model for APR")
     p.add_argument("--clip-pretrained", default="laion2b_s34b_b79k",
-                   help="open_clip tag or checkpoint file for APR")
+                   help="open_clip tag or checkpoint file for APR; 'none' = random weights "
+                        "(tests only)")
+    p.add_argument("--clip-config", help="JSON file of open_clip model_cfg overrides")
     p.add_argument("--fid-features", default="inception", choices=["inception", "clip"],
                    help="FID feature network: torchmetrics' Inception (default) or CLIP")
     p.add_argument("--fid-weights", help="local torch-fidelity Inception weights (offline)")

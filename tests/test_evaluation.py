@@ -243,3 +243,46 @@ def test_markdown_layout_from_results():
     assert "| m | 98.4 | 100.0 | 82.0 | 40.10 |" in text
     assert "| Rec rate | 99.0 |" in text
     assert np.isfinite(row["fid"])
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def test_cli_eval_offline_judge_is_a_clear_error(photos, tmp_path, capsys):
+    from lreorg_hub.cli import main
+
+    assert main(["eval", str(photos), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "facenet 'casia-webface' weights are not cached" in err
+    assert not (tmp_path / "o").exists()  # nothing written before the scorers load
+
+
+def test_cli_eval_runs_on_local_files(photo_bundle, tiny_backbone, photos, tmp_path, capsys):
+    """The whole command on files: bundle folder, e4e checkpoint, judge state dict, tiny CLIP."""
+    from conftest import save_as_e4e_checkpoint
+    from facenet_pytorch import InceptionResnetV1
+
+    from lreorg_hub.cli import main
+
+    photo_bundle.save_pretrained(tmp_path / "bundle")
+    save_as_e4e_checkpoint(tiny_backbone, tmp_path / "backbone.pt")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        torch.save(InceptionResnetV1(pretrained=None).state_dict(), tmp_path / "judge.pt")
+    (tmp_path / "clip.json").write_text(json.dumps(TINY_CLIP))
+    out = tmp_path / "eval"
+    rc = main(["eval", str(photos), "--out", str(out), "--bundle", str(tmp_path / "bundle"),
+               "--backbone", str(tmp_path / "backbone.pt"), "--methods", "lreorg,blur",
+               "--epsilons", "", "--recovery-keywords", "gender", "--judge",
+               str(tmp_path / "judge.pt"), "--clip-pretrained", "none", "--clip-config",
+               str(tmp_path / "clip.json"), "--fid-features", "clip", "--min-face-size", "40",
+               "--device", "cpu", "--seed", "1", "--quiet"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "| Method | PSR (%) ↑ (facenet judge.pt) | Detection (%) ↑ | APR (%) ↑ | FID ↓ |" \
+        in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["main"] == ["original", "lreorg", "blur"]
+    assert results["methods"]["original"]["psr"] == 0.0
+    assert results["config"]["fid_features"] == "clip-ViT-B-32"
+    assert list(results["recovery"]) == ["gender"]
