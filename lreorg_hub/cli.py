@@ -187,6 +187,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         pipe = LReOrgPipeline(device=args.device, min_face_size=args.min_face_size)
     judge.to(pipe.device)
     clip.to(pipe.device)
+    if isinstance(features, InceptionFeatures):
+        features.to(pipe.device)
     evaluator = Evaluator(pipe, judge, clip, features, config)
     results = evaluator.run(args.photos, args.out, progress=not args.quiet, restart=args.restart)
     out = Path(args.out)

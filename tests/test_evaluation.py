@@ -286,3 +286,27 @@ def test_cli_eval_runs_on_local_files(photo_bundle, tiny_backbone, photos, tmp_p
     assert results["methods"]["original"]["psr"] == 0.0
     assert results["config"]["fid_features"] == "clip-ViT-B-32"
     assert list(results["recovery"]) == ["gender"]
+
+
+def test_default_fid_network_reads_local_weights(tmp_path, monkeypatch):
+    """torchmetrics' real FID InceptionV3, built from a local file of (random) weights with the
+    published layout, as an offline machine would."""
+    from torch_fidelity import feature_extractor_inceptionv3 as tf
+
+    empty = tmp_path / "empty.pt"
+    torch.save({}, empty)
+    with monkeypatch.context() as m:  # only to get the architecture's state dict without weights
+        m.setattr(tf.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            net = tf.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                                 feature_extractor_weights_path=str(empty))
+    torch.save(net.state_dict(), tmp_path / "inception.pt")
+    features = InceptionFeatures(weights_path=str(tmp_path / "inception.pt"))
+    crops = [Image.fromarray(np.full((64, 64, 3), v, np.uint8)) for v in (30, 200)]
+    out = features(crops)
+    assert out.shape == (2, 2048) and out.dtype == torch.float64 and torch.isfinite(out).all()
+    assert features.name == "inception-v3-fid-2048"
+    with pytest.raises(ValueError, match="not a state dict of tensors"):
+        torch.save({"a": [1, 2]}, tmp_path / "bad.pt")
+        InceptionFeatures(weights_path=str(tmp_path / "bad.pt"))
