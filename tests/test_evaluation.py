@@ -120,13 +120,16 @@ def test_bad_config_is_refused():
 
 @pytest.fixture(scope="module")
 def eval_pipeline(photo_bundle, tiny_backbone):
-    """The tiny pipeline with a detector that skips the small pyramid scales (speed: the
-    photos below are 256 px, the astronaut's face is ~45 px wide)."""
+    """The tiny pipeline (bundle, backbone and style-mix groups) with a detector that skips the
+    small pyramid scales (speed: the photos below are 256 px, the astronaut's face ~45 px)."""
     from lreorg_hub.faces import FaceDetector
     from lreorg_hub.pipeline import LReOrgPipeline
+    from lreorg_hub.stylemix import build_demo_style_mix
 
+    style_mix = build_demo_style_mix(tiny_backbone, seed=0, num_groups=8, num_members=64,
+                                     num_samples=512)
     return LReOrgPipeline(photo_bundle, tiny_backbone.encoder, tiny_backbone.generator,
-                          tiny_backbone.latent_avg, device="cpu",
+                          tiny_backbone.latent_avg, device="cpu", style_mix=style_mix,
                           detector=FaceDetector(min_face_size=40, output_size=64))
 
 
@@ -158,7 +161,7 @@ def photos(tmp_path_factory):
 
 def _evaluator(pipeline, scorers, **config):
     judge, clip = scorers
-    config = {"methods": ["lreorg", "mask"], "epsilons": [1.0, math.inf],
+    config = {"methods": ["lreorg", "style-mix", "mask"], "epsilons": [math.inf],
               "recovery_keywords": ["identity", "gender"], "seed": 7,
               "judge": "facenet (random weights)", **config}
     return Evaluator(pipeline, judge, clip, ClipImageFeatures(clip), EvalConfig(**config))
@@ -170,9 +173,10 @@ def test_evaluation_on_photos_writes_tables_json_and_plot(eval_pipeline, scorers
     results = _evaluator(eval_pipeline, scorers).run(photos, out, progress=False)
     assert results["photos"]["evaluated"] == 1 and results["faces"] == 1
     assert results["photos"]["no_face"] == ["sub_coffee.jpg"]
-    assert results["main"] == ["original", "lreorg", "mask"]
-    assert results["sweep"] == {"lreorg": ["lreorg@eps=1.0", "lreorg@eps=inf"]}
+    assert results["main"] == ["original", "lreorg", "style-mix", "mask"]
+    assert results["sweep"] == {"lreorg": ["lreorg@eps=inf"], "style-mix": ["style-mix@eps=inf"]}
     rows = results["methods"]
+    assert rows["style-mix"]["label"] == "style-mix (training-free baseline)"
     # output = input: a recognizer sees through it completely
     assert rows["original"]["psr"] == 0.0 and rows["original"]["detection"] == 1.0
     assert rows["original"]["similarity"]["mean"] == pytest.approx(1.0)
@@ -228,6 +232,10 @@ def test_evaluation_resumes_per_photo(eval_pipeline, scorers, photos, tmp_path, 
 def test_unknown_method_is_refused(eval_pipeline, scorers):
     with pytest.raises(ValueError, match="cannot run with what is loaded; available: original"):
         _evaluator(eval_pipeline, scorers, methods=["deepprivacy"])
+    # options that a method cannot take are refused before any photo
+    with pytest.raises(ValueError, match="'k-anonymity' anonymizes identity: anonymize must"):
+        _evaluator(eval_pipeline, scorers, methods=["k-anonymity"], anonymize=["gender"],
+                   recover=["age"])
 
 
 def test_markdown_layout_from_results():

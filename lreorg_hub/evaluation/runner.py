@@ -32,6 +32,7 @@ from .. import keywords as kw
 from ..encoders import IdentityEncoder, KeywordEncoder
 from ..faces import align_face
 from ..imaging import load_image, pil_to_tensor
+from ..methods import METHODS
 from . import metrics
 
 __all__ = ["EvalConfig", "Evaluator", "ORIGINAL", "IMAGE_SUFFIXES", "collect_photos",
@@ -43,38 +44,20 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 RECORD_VERSION = 1
 
 
-def _registry() -> dict:
-    """B's method registry (lreorg_hub.methods.METHODS) once it exists; {} before."""
-    try:
-        from ..methods import METHODS  # type: ignore[attr-defined]
-    except ImportError:
-        return {}
-    return dict(METHODS)
-
-
 def method_names(pipeline) -> list[str]:
     """Every method this pipeline can run with what is loaded, after the original row."""
-    if hasattr(pipeline, "available_methods"):
-        return [ORIGINAL] + list(pipeline.available_methods())
-    from ..pipeline import LATENT_METHODS, METHODS
-
-    latent_ok = None not in (pipeline.model, pipeline.encoder, pipeline.generator)
-    return [ORIGINAL] + [m for m in METHODS if latent_ok or m not in LATENT_METHODS]
+    return [ORIGINAL] + list(pipeline.available_methods())
 
 
 def epsilon_methods(methods: Sequence[str]) -> list[str]:
     """The methods among ``methods`` whose output depends on ε (swept for the plot)."""
-    registry = _registry()
-    if registry:
-        return [m for m in methods if m in registry and registry[m].uses_epsilon]
-    return [m for m in methods if m in ("lreorg", "laplace", "style-mix")]
+    return [m for m in methods if m in METHODS and METHODS[m].uses_epsilon]
 
 
 def method_label(method: str) -> str:
-    info = _registry().get(method)
     if method == ORIGINAL:
         return "original (input)"
-    return getattr(info, "label", method)
+    return METHODS[method].label if method in METHODS else method
 
 
 def collect_photos(folder: str | Path) -> list[Path]:
@@ -195,6 +178,9 @@ class Evaluator:
         self.runs: list[tuple[str, str, float | None]] = [(m, m, None) for m in self.methods]
         self.runs += [(run_key(m, e), m, e) for m in sweep for e in self.config.epsilons]
         self.sweep_methods = sweep
+        for _, method, epsilon in self.runs:  # bad options fail here, before any photo
+            if method != ORIGINAL:
+                pipeline.check(method, self._options(method, epsilon, None))
 
     # -- one photo ------------------------------------------------------------------------------
     def _seed(self, photo_id: str, key: str) -> int | None:
@@ -203,17 +189,18 @@ class Evaluator:
         digest = hashlib.sha256(f"{self.config.seed}:{photo_id}:{key}".encode()).digest()
         return int.from_bytes(digest[:8], "big") >> 1
 
-    def _options(self, method: str, epsilon: float | None, seed: int | None) -> dict:
-        latent = dict(anonymize=self.config.anonymize, recover=self.config.recover,
-                      epsilon=self.config.epsilon if epsilon is None else epsilon,
-                      mechanism=self.config.mechanism, rank_window=self.config.rank_window,
-                      seed=seed)
-        info = _registry().get(method)
-        if info is not None:
-            return {k: v for k, v in latent.items() if k in info.options}
-        from ..pipeline import LATENT_METHODS
+    def _options(self, method: str, epsilon: float | None, seed: int | None):
+        """The evaluation's options, less those that do not apply to ``method`` (the
+        pipeline refuses options that do not apply)."""
+        from ..methods import ProtectOptions
 
-        return latent if method in LATENT_METHODS else {}
+        options = ProtectOptions(
+            anonymize=tuple(self.config.anonymize), recover=tuple(self.config.recover),
+            epsilon=self.config.epsilon if epsilon is None else epsilon,
+            mechanism=self.config.mechanism,
+            rank_window=None if self.config.rank_window is None
+            else tuple(self.config.rank_window), seed=seed)
+        return options.for_method(method)
 
     def _labels(self, crops: Sequence[Image.Image]) -> dict[str, list[int]]:
         batch = torch.stack([pil_to_tensor(c) for c in crops])
@@ -247,7 +234,7 @@ class Evaluator:
             else:
                 seed = self._seed(photo_id, key)
                 output = pipe(photo, method=method, anonymized_crops=False,
-                              **self._options(method, epsilon, seed)).image
+                              options=self._options(method, epsilon, seed)).image
             out_crops = [align_face(output, pts, size)[0] for _, pts, _ in found]
             sims = metrics.identity_similarity(in_embed, self._embed(out_crops))
             out_found = [b.tolist() for b, _, _ in detector.locate(output)]
