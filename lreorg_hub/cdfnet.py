@@ -153,36 +153,13 @@ class CDFNet(nn.Module, PyTorchModelHubMixin,
         self.reset_parameters()
 
     @torch.no_grad()
-    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """PyTorch's default Linear init (U(±1/√fan_in) for weights and biases), the last
-        layer of every φ and ψ at zero (a new network is the identity map), and a small
-        N(0, 0.02²) row embedding (distinct rows from the start, negligible next to a CLIP
-        embedding). Draws from ``generator``; a fresh OS-entropy one when None."""
-        if self.row_embedding.is_meta:
-            return
-        gen = generator if generator is not None else fresh_generator()
-
-        def uniform(t: Tensor, bound: float) -> None:
-            u = torch.rand(t.shape, generator=gen, dtype=t.dtype)
-            t.copy_(u.mul_(2 * bound).sub_(bound))
-
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                bound = 1.0 / math.sqrt(m.in_features)
-                uniform(m.weight, bound)
-                uniform(m.bias, bound)
-        for m in self.modules():
-            if isinstance(m, (ConditionalLinear, DenseBlock)):
-                m.fc_out.weight.zero_()
-                m.fc_out.bias.zero_()
-        self.row_embedding.copy_(torch.randn(self.row_embedding.shape, generator=gen,
-                                             dtype=self.row_embedding.dtype) * 0.02)
-
-    @torch.no_grad()
-    def reset_parameters(self, generator: torch.Generator, output_std: float = 0.0) -> "CDFNet":
-        """Redraw every weight from ``generator`` (the start of training): PyTorch's default
-        Linear init, an N(0, 0.02²) row embedding, and every φ/ψ output layer at N(0,
-        output_std²) (0: exactly zero, the identity map). The global RNG is not touched.
+    def reset_parameters(self, generator: torch.Generator | None = None,
+                         output_std: float = 0.0) -> "CDFNet":
+        """Draw every weight from ``generator`` (a fresh OS-entropy one when None; the global
+        RNG is never touched): PyTorch's default Linear init (U(±1/√fan_in) for weights and
+        biases), an N(0, 0.02²) row embedding (distinct rows, negligible next to a CLIP
+        embedding), and every φ/ψ output layer at N(0, output_std²) (0, the default: exactly
+        zero, so a new network is the identity map).
 
         Swap training needs ``output_std > 0``: with all output layers at zero every key
         feature is 0 and ∂s′/∂f = 0, so the swapped codes equal the originals to first order
@@ -192,15 +169,18 @@ class CDFNet(nn.Module, PyTorchModelHubMixin,
 
         if not output_std >= 0:
             raise ValueError(f"output_std must be >= 0, got {output_std!r}")
-        randn_(self.row_embedding, generator, std=0.02)
+        if self.row_embedding.is_meta:
+            return self
+        gen = generator if generator is not None else fresh_generator()
+        randn_(self.row_embedding, gen, std=0.02)
         for name, module in self.named_modules():
             if isinstance(module, nn.Linear):
                 if name.endswith("fc_out"):
-                    randn_(module.weight, generator, std=output_std)
+                    randn_(module.weight, gen, std=output_std)
                     module.bias.zero_()
                 else:
-                    kaiming_uniform_(module.weight, generator)
-                    uniform_(module.bias, generator, 1.0 / module.in_features ** 0.5)
+                    kaiming_uniform_(module.weight, gen)
+                    uniform_(module.bias, gen, 1.0 / module.in_features ** 0.5)
         return self
 
     # -- shapes ---------------------------------------------------------------------------

@@ -58,6 +58,7 @@ def test_public_api_leaves_the_global_rng_alone(global_rng_untouched, photo_bund
     from conftest import build_tiny_bundle
     from lreorg_hub.demo import build_demo_backbone, build_demo_bundle
     from lreorg_hub.pipeline import LReOrgPipeline
+    from lreorg_hub.training.fitting import fit_identity_anonymizer
 
     # A new pipeline, so building its face detector is inside the check too.
     pipeline = LReOrgPipeline(photo_bundle, tiny_backbone.encoder, tiny_backbone.generator,
@@ -65,7 +66,8 @@ def test_public_api_leaves_the_global_rng_alone(global_rng_untouched, photo_bund
 
     model = build_tiny_bundle(torch.Generator().manual_seed(0))       # fit GIA + every KAA
     codes = torch.randn(3, 4, 16, generator=torch.Generator().manual_seed(2))
-    model.fit_identity_anonymizer(torch.randn(256, 4, 16, generator=torch.Generator()))
+    w_codes = torch.randn(256, 1, 16, generator=torch.Generator()).expand(-1, 4, -1)
+    fit_identity_anonymizer(model, w_codes)              # no generator: OS entropy
     for mechanism in ("window", "strict", "laplace", "k-anonymity"):
         model.reorganize(codes, mechanism=mechanism, samples=2)
     pipeline(astronaut, samples=2)
