@@ -105,6 +105,12 @@ def render_card(model: LReOrg, repo_id: str | None = None, evaluation: dict | No
 
 
 def _pin(model: LReOrg, backbone_revision: str | None) -> None:
+    repo = str(model.backbone.get("repo_id"))
+    if repo.startswith("local/"):  # demo and test bundles name a local file, not a Hub repo
+        raise ValueError(f"the bundle's backbone is {repo!r}, a local checkpoint, not a Hub "
+                         f"repo: a published bundle must name the public backbone it works with "
+                         f"(e.g. a `lreorg demo-bundle` has random weights and is not for "
+                         f"publishing)")
     if backbone_revision is not None:
         model.backbone["revision"] = backbone_revision
     revision = str(model.backbone.get("revision"))

@@ -124,3 +124,10 @@ def test_bad_side_files_are_clear_errors(bundle_dir, tmp_path):
         hub.read_eval_results(tmp_path / "r.json")
     with pytest.raises(FileNotFoundError, match="lreorg eval writes"):
         hub.read_eval_results(tmp_path / "missing.json")
+
+
+def test_a_bundle_on_a_local_backbone_is_not_published(photo_bundle, tmp_path):
+    photo_bundle.save_pretrained(tmp_path / "local")
+    with pytest.raises(ValueError, match="'local/tiny', a local checkpoint, not a Hub repo"):
+        hub.build_upload_folder(tmp_path / "local", tmp_path / "out", backbone_revision=COMMIT)
+    assert not (tmp_path / "out").exists()
