@@ -187,7 +187,7 @@ def test_unreadable_paths_are_listed_and_the_run_goes_on(photo, tmp_path, capsys
     assert (out / "summary_1.png").is_file() and (out / "nested" / "b.png").is_file()
     assert not (out / "a.json").exists()          # nothing half-written for the failed photo
     for name in failed:
-        assert f"skipped " in err and name in err
+        assert "skipped " in err and name in err
 
 
 def test_any_failure_of_one_photo_is_recorded(photo, tmp_path, capsys, monkeypatch):
