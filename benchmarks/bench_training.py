@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if done.returncode != 0:
-            rows[name] = {"error": done.stderr.strip().splitlines()[-1:]}
+            lines = [ln for ln in done.stderr.strip().splitlines()
+                     if not ln.startswith("WARNING")]  # open_clip's random-weights notice
+            rows[name] = {"error": lines[-1:] or [f"exit status {done.returncode}"]}
             continue
         rows[name] = json.loads(done.stdout.strip().splitlines()[-1])
     ref = rows.get(REFERENCE, {}).get("seconds_per_step")
