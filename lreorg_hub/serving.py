@@ -33,12 +33,12 @@ from .baselines import BASELINES
 from .encoders import FFHQ_FACE_CROP, IdentityEncoder, WeightsUnavailableError
 from .faces import Face, FaceDetector, align_face, paste_back_all
 from .imaging import as_rgb_array, ImageLoadError, ImageTooLargeError, load_image
-from .demo import build_demo_backbone, build_demo_bundle
+from .demo import build_demo_backbone, build_demo_bundle, build_demo_style_mix
 from .methods import METHODS, STRENGTH_LIMITS, KeywordSupport
 from .model import BundleError, LReOrg
 from .pipeline import LReOrgPipeline, NoFaceError, auto_device
 from .privacy import SEED_MAX
-from .stylemix import StyleMixAnonymizer, build_demo_style_mix
+from .stylemix import StyleMixAnonymizer
 
 __all__ = ["ServingConfig", "Runtime", "load_runtime", "RequestError", "ProtectRequest",
            "Output", "ProtectResult", "protect", "compare", "public_record",

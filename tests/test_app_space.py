@@ -16,7 +16,8 @@ DISTRIBUTIONS = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy
                  "PIL": "pillow", "huggingface_hub": "huggingface_hub", "jinja2": "jinja2",
                  "safetensors": "safetensors", "open_clip": "open_clip_torch",
                  "facenet_pytorch": "facenet-pytorch", "tqdm": "tqdm", "requests": "requests",
-                 "spaces": "spaces"}
+                 "spaces": "spaces",
+                 "torchmetrics": "torchmetrics", "matplotlib": "matplotlib"}
 ZEROGPU_TORCH = ("2.8.0", "2.9.1", "2.10.0", "2.11.0")
 
 
