@@ -333,3 +333,13 @@ class LReOrgPipeline:
                   "guarantee": f"Classical image baseline ({method}): no formal guarantee; "
                                f"the face region is obfuscated, nothing else changes."}
         return PipelineResult(composed, face_results, record, timer.timings, found)
+
+    # -- many photos at once (lreorg_hub/batch.py) -----------------------------------------
+    def run_batch(self, images: Sequence[ImageSource], seeds: Sequence[int | None] | None = None,
+                  batch_size: int | None = None, **options) -> list:
+        """Photos in, ``PipelineResult`` (or that photo's exception) out, in input order; the
+        faces of all photos and all samples share the encoder / generator passes. Options
+        as in ``__call__``; see :func:`lreorg_hub.batch.run_batch`."""
+        from .batch import run_batch
+
+        return run_batch(self, images, seeds=seeds, batch_size=batch_size, **options)
