@@ -274,8 +274,21 @@ def _finalize(out: Path, source, manifest: Manifest, n_shards: int) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Engines
+_LOCAL_PIPELINE: dict = {}
+
+
+def _local_pipeline(spec: PipelineSpec):
+    """The last pipeline built in this process, reused while the spec is the same (a
+    resumed or repeated run in one session does not load the weights again)."""
+    key = json.dumps(asdict(spec), sort_keys=True)
+    if key not in _LOCAL_PIPELINE:
+        _LOCAL_PIPELINE.clear()
+        _LOCAL_PIPELINE[key] = spec.build()
+    return _LOCAL_PIPELINE[key]
+
+
 def _run_local(spec: PipelineSpec, source, todo, bounds, options, key, out, on_shard):
-    pipe = spec.build()
+    pipe = _local_pipeline(spec)
     for k in todo:
         shard = source.read(k, *bounds(k))
         results, records = anonymize_shard(pipe, shard, options, key)
