@@ -236,8 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mechanism", default="window", choices=["window", "strict"],
                    help="GIA mode: the paper's window (default) or strict ε-LDP over all groups")
     p.add_argument("--samples", type=int, default=1, help="diverse samples per face")
-    p.add_argument("--seed", type=int, help="seed for reproducible output (default: OS "
-                                            "entropy, recorded in the JSON)")
+    p.add_argument("--seed", type=int,
+                   help="seed for reproducible output. Default: OS entropy, which is not "
+                        "recorded anywhere (the ε-DP guarantee needs secret coins). A seed you "
+                        "give is written to each JSON with a warning: do not publish it with "
+                        "the outputs")
     p.add_argument("--strength", type=float, help="image baseline strength")
     p.add_argument("--aligned", action="store_true",
                    help="inputs are already aligned face crops: no detection, no paste-back")

@@ -73,7 +73,8 @@ class ReorganizeResult:
 
     anonymized: s^M after AR, shape (samples, N, L, 512).
     recovered: s^N after RR, shape (samples, N, L, 512) (equal to ``anonymized`` if no RR).
-    record: what was applied (keywords in order, ε, window, mechanism, seed).
+    record: what was applied (keywords in order, ε per draw and in total, window, mechanism,
+        the seed only if the user chose it).
     information_loss: mean |Δr| of every fusion step, keyed "anonymize:<kw>" / "recover:<kw>",
         shape (samples, N); ≈ 0 for a well-trained CDFNet.
     """
@@ -257,9 +258,11 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
             rank_window: GIA window (a, b) (default: the bundle's).
             mechanism: identity method: "window" (paper GIA), "strict" (GIA, ε-LDP over all
                 groups), "laplace" or "k-anonymity" (baselines).
-            seed: seeds the one torch.Generator of the call; None draws it from OS entropy (the
-                record then holds the seed used).
-            samples: how many independent draws per face (diverse outputs).
+            seed: seeds the one torch.Generator of the call; None (default) draws it from OS
+                entropy and does not keep it (the record says so; the ε-DP guarantee needs
+                secret coins). A seed you give is recorded with a warning not to publish it.
+            samples: how many independent draws per face (diverse outputs); releasing all of
+                them spends samples·ε (the record's ``epsilon_total``).
         """
         k1, k2 = kw.validate_selection(anonymize, recover, self.keywords)
         if mechanism not in IDENTITY_METHODS:
@@ -271,7 +274,7 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
         if isinstance(samples, bool) or int(samples) != samples or samples < 1:
             raise ValueError(f"samples must be a positive integer, got {samples!r}")
         samples = int(samples)
-        generator, seed_used, seed_source = make_generator(seed)
+        generator, seed_kept, seed_source = make_generator(seed)
 
         s0 = self.cdfnet._rows(codes.to(self.device, torch.float32), "codes")
         n = s0.shape[0]
@@ -292,7 +295,7 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
             anonymize=list(k1), recover=list(k2), mechanism=identity_method,
             epsilon=eps if uses_budget else None,
             rank_window=list(window) if identity_method in MECHANISMS else None,
-            seed=seed_used, seed_source=seed_source, samples=samples,
+            seed=seed_kept, seed_source=seed_source, samples=samples,
             extra={"attribute_anonymizer": "k-farthest sub-category mean (KAA)"}
             if any(k != kw.IDENTITY for k in k1) else {})
         shape = (samples, n, *self.feature_shape)

@@ -1,4 +1,4 @@
-"""Reference layouts (shared/reference/*.json) versus the backbone classes, compared on the
+"""Reference layouts (tests/reference/*.json, copied from shared/reference) versus the backbone classes, compared on the
 meta device (no memory, no weights): every key, shape, dtype, kind and the order.
 
 Also the shared helpers of the backbone tests: where the reference lives, reading a
@@ -18,8 +18,8 @@ from lreorg_hub.backbones import E4EEncoder, StyleGAN2Generator
 
 
 def reference_dir() -> Path:
-    """``../shared/reference`` beside the repository root (where CI also puts it)."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "reference"
+    """``tests/reference``: the layouts live in the repository, so no ``../shared`` is needed."""
+    path = Path(__file__).resolve().parent / "reference"
     if not path.is_dir():
         raise FileNotFoundError(f"reference layouts not found at {path}")
     return path
@@ -81,6 +81,13 @@ def assert_same_layout(module: torch.nn.Module, entries: list[dict]) -> None:
 def _meta(cls, **kwargs):
     with torch.device("meta"):
         return cls(**kwargs)
+
+
+def test_reference_layouts_live_in_the_repository():
+    # The test command must pass on a clone without ../shared beside it.
+    root = Path(__file__).resolve().parents[1]
+    assert reference_dir().is_relative_to(root)
+    assert (root / "tests" / "reference" / "stylegan2_generator_1024.json").is_file()
 
 
 def test_reference_helper_finds_the_files():
