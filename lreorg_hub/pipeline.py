@@ -131,12 +131,19 @@ class LReOrgPipeline:
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, bundle: str | LReOrg, backbone=None, *, revision: str | None = None,
-                        device: str | torch.device = "auto", **kwargs) -> "LReOrgPipeline":
+                        device: str | torch.device = "auto",
+                        torch_dtype: str | torch.dtype | None = None,
+                        **kwargs) -> "LReOrgPipeline":
         """Load a bundle (Hub repo id, folder or an ``LReOrg``) and its backbone.
 
         ``backbone`` is a ``Backbone`` (encoder, generator, latent_avg), a local checkpoint
         path, or None to use the bundle's configured Hub checkpoint (repo id, file, revision).
+        ``torch_dtype``: the backbone's precision (see :meth:`to`).
         """
+        if torch_dtype is not None:
+            pipe = cls.from_pretrained(bundle, backbone, revision=revision, device=device,
+                                       **kwargs)
+            return pipe.to(dtype=torch_dtype)
         model = bundle if isinstance(bundle, LReOrg) else LReOrg.from_pretrained(
             bundle, revision=revision)
         if not isinstance(backbone, Backbone):
@@ -343,3 +350,38 @@ class LReOrgPipeline:
         from .batch import run_batch
 
         return run_batch(self, images, seeds=seeds, batch_size=batch_size, **options)
+
+    # -- device and precision ----------------------------------------------------------------
+    HALF_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The backbone's dtype (float32 unless changed with :meth:`to`)."""
+        return self.generator.dtype if self.generator is not None else torch.float32
+
+    def to(self, device: str | torch.device | None = None,
+           dtype: str | torch.dtype | None = None) -> "LReOrgPipeline":
+        """Move the networks to ``device`` and/or run the encoder and generator in ``dtype``
+        (float32, bfloat16 or float16; also given as a name). CDFNet, the anonymizers'
+        statistics, the DP mechanism and MTCNN stay float32: the latent work is small and the
+        mechanism's scores must not be rounded. A detector already built stays where it is
+        (the lazy default one is built on the pipeline's device). Returns the pipeline."""
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype, None) if dtype in ("float32", "bfloat16",
+                                                             "float16") else dtype
+        if dtype is not None and dtype not in self.HALF_DTYPES:
+            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+        if device is not None:
+            device = auto_device() if str(device) == "auto" else torch.device(device)
+            if device != self.device:
+                self.device = device
+                if self.model is not None:
+                    self.model.to(device)
+                if self.latent_avg is not None:
+                    self.latent_avg = self.latent_avg.to(device)
+        for net in (self.encoder, self.generator):
+            if net is not None:
+                net.to(device=device, dtype=dtype)
+        if self.backbone is not None:
+            self.backbone.latent_avg = self.latent_avg
+        return self

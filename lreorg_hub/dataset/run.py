@@ -36,7 +36,8 @@ __all__ = ["DatasetOptions", "PipelineSpec", "anonymize_dataset", "anonymize_sha
 
 ENGINES = ("local", "ray")
 NO_FACE_ACTIONS = ("pass", "drop")
-SEED_NOTE = "per item: HMAC-SHA256(master secret, item id); neither is recorded here"
+SEED_NOTE = ("Each item's seed is HMAC-SHA256(master secret, item id); neither the secret nor "
+             "the seed is recorded, so the draw cannot be replayed from the outputs.")
 
 
 class DatasetRunError(ValueError):
@@ -111,11 +112,7 @@ class PipelineSpec:
                 self.bundle, backbone=self.backbone, revision=self.revision,
                 device=self.device, output_size=self.output_size,
                 min_face_size=self.min_face_size)
-        if dtype != torch.float32 and pipe.generator is not None:
-            # Backbone in the chosen dtype; CDFNet and the mechanism stay float32.
-            pipe.generator.to(dtype)
-            pipe.encoder.to(dtype)
-        return pipe
+        return pipe.to(dtype=dtype) if pipe.generator is not None else pipe
 
     def settings(self) -> dict:
         return {"bundle": self.bundle, "backbone": self.backbone, "revision": self.revision,
@@ -126,9 +123,10 @@ class PipelineSpec:
 # One shard
 def _clean_record(record: dict) -> dict:
     """The pipeline's record without the seed: a seed lets anyone replay the DP draw."""
-    out = {k: v for k, v in record.items() if k not in ("seed", "seed_source")}
-    out["seed_source"] = SEED_NOTE
-    if "warnings" in out:
+    out = {k: v for k, v in record.items() if k not in ("seed", "seed_source", "seed_note")}
+    out["seed_source"] = "derived"
+    out["seed_note"] = SEED_NOTE
+    if "warnings" in out:  # the chosen-seed warning does not apply: no seed is shown
         out["warnings"] = [w for w in out["warnings"] if "seed" not in w.lower()]
     return out
 
