@@ -66,7 +66,7 @@ def image_folder(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ray_local():
-    ray = pytest.importorskip("ray")
+    import ray
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              object_store_memory=150 * 1024 ** 2,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}})
@@ -224,8 +224,8 @@ def _table_images(n: int):
 
 
 def test_parquet_keeps_schema_and_adds_records(micro, tmp_path):
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     n = 60
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     table = pa.table({
@@ -258,7 +258,7 @@ def test_parquet_keeps_schema_and_adds_records(micro, tmp_path):
 
 
 def test_saved_hf_dataset_loads_back_with_the_same_features(micro, tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets
     n = 50
     images = [Image.open(io.BytesIO(b)) for b in face_crops(n, seed=4)]
     ds = datasets.Dataset.from_dict({"image": images, "label": [i % 3 for i in range(n)]})
