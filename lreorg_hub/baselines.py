@@ -143,6 +143,8 @@ class Blur(_RegionBaseline):
     """Gaussian blur; strength = σ / face size."""
 
     name: ClassVar[str] = "blur"
+    # σ beyond the face size blurs no further, and Pillow segfaults on absurd radii (1e9).
+    max_strength: ClassVar[float | None] = 1.0
 
     def _apply(self, out, mask, box, face_size):
         sigma = self.strength * face_size
@@ -163,6 +165,9 @@ class Pixelate(_RegionBaseline):
     """Mosaic of square blocks; strength = block side / face size."""
 
     name: ClassVar[str] = "pixelate"
+    # One block the size of the face is the coarsest mosaic; larger blocks only cost memory
+    # (strength 1000 asked for a 270 GiB tile).
+    max_strength: ClassVar[float | None] = 1.0
 
     def _apply(self, out, mask, box, face_size):
         block = max(int(round(self.strength * face_size)), 1)

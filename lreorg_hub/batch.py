@@ -10,15 +10,15 @@ backbone passes are shared. ``LReOrgPipeline.run_batch`` calls this.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import torch
 from PIL import Image
 
-from . import keywords as kw
 from .faces import Face, align_face, paste_back_all
 from .imaging import ImageSource, as_rgb_array, load_image, tensor_to_pil
+from .methods import ImageMethod, ProtectOptions
 
 __all__ = ["run_batch"]
 
@@ -44,48 +44,54 @@ def _sync(device: torch.device) -> None:
 
 @torch.inference_mode()
 def run_batch(pipe, images: Sequence[ImageSource], seeds: Sequence[int | None] | None = None,
-              batch_size: int | None = None, *, anonymize=kw.DEFAULT_ANONYMIZE,
-              recover=kw.DEFAULT_RECOVER, epsilon: float | None = None,
-              rank_window: Sequence[int] | None = None, mechanism: str = "window",
-              samples: int = 1, method: str = "lreorg", aligned: bool = False,
-              faces: Sequence[int] | None = None, anonymized_crops: bool = False,
-              strength: float | None = None) -> list:
-    """Anonymize a list of photos; see the module docstring.
+              batch_size: int | None = None, *, method: str | None = None,
+              aligned: bool = False, faces: Sequence[int] | None = None,
+              anonymized_crops: bool = False, options: ProtectOptions | None = None,
+              **option_kwargs) -> list:
+    """Protect a list of photos; see the module docstring.
 
     Args:
         pipe: an ``LReOrgPipeline``.
         images: paths, bytes, PIL images or arrays.
         seeds: one seed (or None = OS entropy) per photo; None = OS entropy for all.
         batch_size: faces / samples per encoder and generator call (default: the pipeline's).
-        others: as in ``LReOrgPipeline.__call__``. Image baselines run photo by photo.
+        method, aligned, faces, anonymized_crops, options and the option keywords
+            (anonymize, recover, epsilon, rank_window, mechanism, samples, strength,
+            style_rows): as in ``LReOrgPipeline.__call__``; checked once, before any photo.
+            Image methods (blur, …) have no backbone work to share and run photo by photo.
 
     Returns: a list, in input order, of ``PipelineResult`` or the exception of that photo.
         Every result's ``timings`` holds the whole batch's stage times (shared work).
     """
-    from .pipeline import BASELINES, LATENT_METHODS, FaceResult, NoFaceError, PipelineResult
+    from .pipeline import FaceResult, NoFaceError, PipelineResult
 
     images = list(images)
     seeds = [None] * len(images) if seeds is None else list(seeds)
     if len(seeds) != len(images):
         raise ValueError(f"{len(images)} images but {len(seeds)} seeds")
-    if method in BASELINES:  # no backbone work to share
+    if "seed" in option_kwargs:
+        raise ValueError("run_batch takes seeds=[...] (one per photo), not seed=")
+    given = ProtectOptions(**option_kwargs)
+    if options is not None:
+        if given.given():
+            raise ValueError("pass either options= or the separate option arguments, not both")
+        given = options
+    method, opts = pipe.check(method, given, aligned=aligned, faces=faces)
+    per_photo = [pipe.check(method, replace(given, seed=s), aligned=aligned, faces=faces)[1]
+                 if s is not None else opts for s in seeds]  # every seed checked up front
+    runner = pipe.methods[method]
+    chunk = pipe.batch_size if batch_size is None else batch_size
+    if isinstance(chunk, bool) or int(chunk) != chunk or chunk < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    chunk = int(chunk)
+    if isinstance(runner, ImageMethod):  # no backbone work to share
         results = []
-        for image in images:
+        for image, o in zip(images, per_photo):
             try:
-                results.append(pipe(image, method=method, strength=strength, faces=faces))
-            except (ValueError, OSError) as e:
+                results.append(pipe(image, method=method, options=o, faces=faces))
+            except Exception as e:  # one photo never stops the batch
                 results.append(e)
         return results
-    if method not in LATENT_METHODS:
-        raise ValueError(f"method must be one of {', '.join(LATENT_METHODS + tuple(BASELINES))},"
-                         f" got {method!r}")
-    if None in (pipe.model, pipe.encoder, pipe.generator):
-        raise ValueError("this pipeline has no bundle and backbone (encoder + generator): only "
-                         "the image baselines blur / pixelate / mask can run")
-    mech = mechanism if method == "lreorg" else method
-    chunk = int(batch_size or pipe.batch_size)
-    if chunk < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     timings: dict[str, float] = {}
 
     def timed(stage, fn, *args):
@@ -112,9 +118,8 @@ def run_batch(pipe, images: Sequence[ImageSource], seeds: Sequence[int | None] |
                 if not found:
                     raise NoFaceError("No face was found in this photo.")
                 p.found = len(found)
-                chosen = pipe._select(len(found), faces)
                 face_crops = []
-                for i in chosen:
+                for i in pipe._select(len(found), faces):
                     box, points, score = found[i]
                     crop, transform = timed("align", align_face, p.photo, points,
                                             pipe.detector.output_size)
@@ -123,24 +128,25 @@ def run_batch(pipe, images: Sequence[ImageSource], seeds: Sequence[int | None] |
                     face_crops.append(crop)
             p.codes = slice(len(crops), len(crops) + len(face_crops))
             crops.extend(face_crops)
-        except (ValueError, OSError) as e:
+        except Exception as e:  # unreadable, no face, too large…: that photo's result
             p.error = e
     live = [p for p in photos if p.error is None]
     if not live:
         return [p.error for p in photos]
     # 2. encode every face of every photo together
     codes = timed("encode", _encode, pipe, crops, chunk)
-    # 3. reorganize per photo (its own seed: its own generator and DP draw)
+    # 3. the latent method per photo (its own seed: its own generator and DP draw)
     for p in live:
         try:
-            p.out = timed("reorganize", pipe.model.reorganize, codes[p.codes], anonymize,
-                          recover, epsilon, rank_window, mech, seeds[p.index], samples)
-        except ValueError as e:
+            p.out = timed(runner.stage, runner.protect_codes, codes[p.codes],
+                          per_photo[p.index])
+        except Exception as e:
             p.error = e
     live = [p for p in live if p.error is None]
     # 4. generate every sample of every face of every photo together
     flat = [p.out.recovered.reshape(-1, *p.out.recovered.shape[2:]) for p in live]
-    extra = [p.out.anonymized[0] for p in live if anonymized_crops and p.out.record.recover]
+    extra = [p.out.anonymized[0] for p in live
+             if anonymized_crops and p.out.anonymized is not None]
     all_codes = torch.cat(flat + extra) if live else codes[:0]
     images_out = timed("generate", _generate, pipe, all_codes, chunk)
     # 5. paste back and assemble, per photo
@@ -155,27 +161,28 @@ def run_batch(pipe, images: Sequence[ImageSource], seeds: Sequence[int | None] |
         pos += n * k
         diverse = [[mine[s * n + j] for s in range(k)] for j in range(n)]  # sample-major
         recovered = [d[0] for d in diverse]
-        if not p.out.record.recover:
+        if p.out.anonymized is None:  # nothing recovered: s^N = s^M
             anonymized = recovered
         elif anonymized_crops:
             anonymized = images_out[pos_extra:pos_extra + n]
             pos_extra += n
         else:
             anonymized = [None] * n
-        if aligned:
-            composed = timed("paste", recovered[0].resize, p.photo.size, Image.LANCZOS)
-            face_results = [FaceResult(0, None, None, p.photo, anonymized[0], recovered[0],
-                                       diverse[0])]
-        else:
-            composed = timed("paste", paste_back_all, p.photo, [f for _, f in p.faces],
-                             recovered, pipe.feather)
-            face_results = [FaceResult(i, [float(v) for v in f.box], float(f.score), f.aligned,
-                                       anonymized[j], recovered[j], diverse[j])
-                            for j, (i, f) in enumerate(p.faces)]
-        record = p.out.record.to_dict()
-        record["method"] = method
-        record["information_loss"] = {name: float(v.mean()) for name, v in
-                                      p.out.information_loss.items()}
+        try:
+            if aligned:
+                composed = timed("paste", recovered[0].resize, p.photo.size, Image.LANCZOS)
+                face_results = [FaceResult(0, None, None, p.photo, anonymized[0],
+                                           recovered[0], diverse[0])]
+            else:
+                composed = timed("paste", paste_back_all, p.photo, [f for _, f in p.faces],
+                                 recovered, pipe.feather)
+                face_results = [FaceResult(i, [float(v) for v in f.box], float(f.score),
+                                           f.aligned, anonymized[j], recovered[j], diverse[j])
+                                for j, (i, f) in enumerate(p.faces)]
+        except Exception as e:
+            results.append(e)
+            continue
+        record = dict(p.out.record)
         record["faces_processed"] = [i for i, _ in p.faces]
         results.append(PipelineResult(composed, face_results, record, timings, p.found))
     return results

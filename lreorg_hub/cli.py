@@ -7,12 +7,20 @@ fast and work without torch being loaded.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 
 from . import __version__
 from . import keywords as kw
+
+# Plain copies of methods.METHODS / MAX_SAMPLES names so `lreorg --help` needs no torch
+# (tests/test_cli.py checks they agree).
+METHOD_NAMES = ("lreorg", "style-mix", "laplace", "k-anonymity", "blur", "pixelate", "mask")
+MAX_SAMPLES = 16
 
 
 def _cmd_keywords(args: argparse.Namespace) -> int:
@@ -46,33 +54,101 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+# Names at the top of --out that the run itself writes: a photo called summary.* gets
+# summary_1.* so its JSON cannot overwrite the run's summary.
+RESERVED_STEMS = {"summary"}
 
 
-def _collect_inputs(paths: list[str]) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
+def _not_a_photo(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a photo (FIFO, device, loop, dangling link), or None.
+
+    Never opens the path: opening a FIFO would block the run.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            return f"dangling symbolic link (its target {os.readlink(path)!r} does not exist)"
+        return "no such file or folder"
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop (the link points back to itself)"
+        return f"cannot be read ({e.strerror or e})"
+    if stat.S_ISFIFO(st.st_mode):
+        return "a FIFO (named pipe), not a regular file: not read"
+    if stat.S_ISSOCK(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        return "a socket or device, not a regular file: not read"
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        return "not a regular file: not read"
+    return None
+
+
+def _walk(folder: Path, skip: Path | None) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files under ``folder`` (sorted), and the entries that had to be skipped.
+
+    Symbolic links to folders are not followed (no loops); links to files are.
+    """
+    files, problems = [], []
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        here = Path(root)
+        if skip is not None and _is_within(here, skip):
+            dirs[:] = []
+            continue
+        for d in list(dirs):
+            if (here / d).is_symlink():
+                problems.append((str(here / d), "symbolic link to a folder: not followed"))
+                dirs.remove(d)
+        dirs.sort()
+        for name in sorted(names):
+            path = here / name
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            why = _not_a_photo(path)
+            if why is None and path.is_dir():
+                why = "a folder with an image suffix: not read"
+            if why is None:
+                files.append(path)
+            else:
+                problems.append((str(path), why))
+    return sorted(files), problems
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def _collect_inputs(paths: list[str], out_dir: Path | None = None
+                    ) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
     """(file, output stem relative to --out) for every input; folders are walked for images.
 
     Files named directly are tried whatever their suffix; a folder contributes its image files
-    (recursively), mirrored under --out. Missing paths are reported, not fatal.
+    (recursively, never the --out folder), mirrored under --out. Paths that cannot be read
+    (missing, FIFO, link loop, dangling link) are reported, not fatal.
     """
-    found, missing, used = [], [], set()
+    found, problems, used = [], [], set(RESERVED_STEMS)
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            pairs = [(p, p.relative_to(path).with_suffix("")) for p in files]
-        elif path.is_file():
-            pairs = [(path, Path(path.stem))]
-        else:
-            missing.append((raw, "no such file or folder"))
+        why = _not_a_photo(path)
+        if why is not None:
+            problems.append((raw, why))
             continue
+        if path.is_dir():
+            files, skipped = _walk(path, out_dir)
+            problems.extend(skipped)
+            pairs = [(p, p.relative_to(path).with_suffix("")) for p in files]
+        else:
+            pairs = [(path, Path(path.stem))]
         for file, stem in pairs:
             candidate, k = stem, 1
             while str(candidate) in used:  # two inputs with the same name: keep both
                 candidate, k = stem.with_name(f"{stem.name}_{k}"), k + 1
             used.add(str(candidate))
             found.append((file, candidate))
-    return found, missing
+    return found, problems
 
 
 def _int_list(text: str | None) -> list[int] | None:
@@ -91,57 +167,173 @@ def _window(text: str) -> tuple[int, int]:
     return values[0], values[1]
 
 
+def _number(text: str) -> float:
+    """A float that may be 'inf' (ε = ∞); NaN and other text are refused here."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+    return value
+
+
+def _prepare_out(out: str) -> Path:
+    """--out must be (or become) a writable folder: checked before anything is loaded."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder: give a folder for the "
+                         f"outputs")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {out} cannot be created: {e.strerror or e}") from None
+    probe = path / f".lreorg-write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"--out {out} is not writable: {e.strerror or e}") from None
+    return path
+
+
 def _save_png(image, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="PNG")  # our images are fresh arrays: no metadata to carry
 
 
+def _write_outputs(result, file: Path, stem: Path, out_dir: Path, save_crops: bool) -> None:
+    """The photo's PNG (+ crops) and JSON; on any failure nothing half-written is left."""
+    written: list[Path] = []
+    png, meta = out_dir / stem.with_suffix(".png"), out_dir / stem.with_suffix(".json")
+    try:
+        for target in (png, meta):
+            if target.is_dir():
+                raise ValueError(f"cannot write {target}: a folder is in the way")
+        crops = []
+        if save_crops:
+            folder = out_dir / stem.parent / f"{stem.name}_faces"
+            for face in result.faces:
+                crops.append((face.aligned, folder / f"face{face.index}_input.png"))
+                if face.anonymized is not None:
+                    crops.append((face.anonymized,
+                                  folder / f"face{face.index}_anonymized.png"))
+                crops.extend((sample, folder / f"face{face.index}_sample{k}.png")
+                             for k, sample in enumerate(face.diverse))
+        for image, target in [(result.image, png), *crops]:
+            written.append(target)
+            _save_png(image, target)
+        record = {"input": str(file), "output": str(stem.with_suffix(".png")),
+                  **result.to_dict()}
+        written.append(meta)
+        meta.write_text(json.dumps(record, indent=2))
+    except BaseException:
+        for target in written:
+            if target.is_file():
+                target.unlink()
+        raise
+
+
+def _describe_failure(error: BaseException) -> str:
+    """One line for the summary: our messages as they are, anything else with its type."""
+    if isinstance(error, (ValueError, FileNotFoundError)):
+        return str(error)
+    if isinstance(error, OSError):
+        return f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
+    if isinstance(error, MemoryError):
+        return "ran out of memory on this photo"
+    return f"unexpected error ({type(error).__name__}): {error}"
+
+
+def _anonymize_options(args: argparse.Namespace):
+    from .methods import ProtectOptions
+
+    return ProtectOptions(anonymize=args.anonymize, recover=args.recover, epsilon=args.epsilon,
+                          rank_window=args.rank_window, mechanism=args.mechanism,
+                          seed=args.seed, samples=args.samples, strength=args.strength,
+                          style_rows=args.style_rows)
+
+
+def _check_anonymize_args(args: argparse.Namespace):
+    """Every argument, before anything is loaded or any photo is read (exit status 2)."""
+    from .methods import METHODS, check_faces, check_output_size
+    from .pipeline import _check_settings, check_device
+
+    info = METHODS[args.method]
+    options = _anonymize_options(args)
+    options.validate(args.method)  # the registry's limits; the loaded weights' come later
+    weights = {"--bundle": args.bundle, "--revision": args.revision,
+               "--backbone": args.backbone, "--style-mix": args.style_mix,
+               "--output-size": args.output_size}
+    applies = {"bundle": ("--bundle", "--revision", "--backbone", "--output-size"),
+               "backbone": ("--backbone", "--style-mix", "--output-size"),
+               "nothing": ()}[info.needs]
+    extra = [flag for flag, value in weights.items() if value is not None and flag not in applies]
+    if extra:
+        raise ValueError(f"{', '.join(extra)} {'does' if len(extra) == 1 else 'do'} not apply "
+                         f"to --method {args.method}")
+    if info.needs == "bundle" and not args.bundle:
+        raise ValueError(f"--bundle (Hub repo id or folder) is required for method "
+                         f"{args.method!r}; style-mix needs only --backbone and --style-mix, the "
+                         f"image baselines blur / pixelate / mask need none")
+    if info.needs == "backbone" and not (args.backbone and args.style_mix):
+        raise ValueError("--method style-mix needs --backbone (checkpoint) and --style-mix "
+                         "(fitted groups: `lreorg fit-style-mix`)")
+    if args.revision is not None and not args.bundle:
+        raise ValueError("--revision applies to --bundle, which was not given")
+    if args.aligned and info.kind == "image":
+        raise ValueError(f"--aligned does not apply to --method {args.method}: the image "
+                         f"baselines work on whole photos")
+    if args.aligned and args.faces is not None:
+        raise ValueError("--faces does not apply with --aligned: an aligned crop is one face")
+    check_faces(args.faces)
+    check_output_size(args.output_size)
+    _check_settings(0.1, 4, 1, args.min_face_size)
+    check_device(args.device)
+    return options
+
+
 def _cmd_anonymize(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from .pipeline import BASELINES, LReOrgPipeline
+    options = _check_anonymize_args(args)
+    out_dir = _prepare_out(args.out)
+    inputs, failures = _collect_inputs(args.inputs, out_dir)
+    if not inputs:
+        for file, error in failures:
+            print(f"lreorg: skipped {file}: {error}", file=sys.stderr)
+        raise ValueError("no input images found" + (
+            f" ({len(failures)} path(s) could not be read)" if failures else ""))
 
-    inputs, failures = _collect_inputs(args.inputs)
-    if not inputs and not failures:
-        raise ValueError("no input images found")
-    if args.method in BASELINES:
+    from .pipeline import LReOrgPipeline
+
+    if args.method in ("blur", "pixelate", "mask"):
         pipe = LReOrgPipeline(device=args.device, min_face_size=args.min_face_size)
     else:
-        if not args.bundle:
-            raise ValueError(f"--bundle (Hub repo id or folder) is required for method "
-                             f"{args.method!r}; the image baselines blur / pixelate / mask "
-                             f"need none")
         pipe = LReOrgPipeline.from_pretrained(
             args.bundle, backbone=args.backbone, revision=args.revision, device=args.device,
-            output_size=args.output_size, min_face_size=args.min_face_size)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+            style_mix=args.style_mix, output_size=args.output_size,
+            min_face_size=args.min_face_size)
+    # Against what was loaded (rank window ≤ m, keywords in the bundle, fitted anonymizers),
+    # still before the first photo.
+    method, options = pipe.check(args.method, options, aligned=args.aligned, faces=args.faces)
     done = []
     for file, stem in tqdm(inputs, desc="anonymizing", unit="photo", disable=args.quiet):
         try:
-            result = pipe(file, anonymize=args.anonymize, recover=args.recover,
-                          epsilon=args.epsilon, rank_window=args.rank_window,
-                          mechanism=args.mechanism, seed=args.seed, samples=args.samples,
-                          method=args.method, strength=args.strength, aligned=args.aligned,
+            result = pipe(file, method=method, options=options, aligned=args.aligned,
                           faces=args.faces, anonymized_crops=args.save_crops)
-        except (ValueError, OSError) as e:  # unreadable, no face, bad face index: skip it
-            failures.append((str(file), str(e)))
+            _write_outputs(result, file, stem, out_dir, args.save_crops)
+        except Exception as e:  # one photo never ends the run: record it and go on
+            failures.append((str(file), _describe_failure(e)))
             continue
-        _save_png(result.image, out_dir / stem.with_suffix(".png"))
-        if args.save_crops:
-            crops = out_dir / stem.parent / f"{stem.name}_faces"
-            for face in result.faces:
-                _save_png(face.aligned, crops / f"face{face.index}_input.png")
-                if face.anonymized is not None:
-                    _save_png(face.anonymized, crops / f"face{face.index}_anonymized.png")
-                for k, sample in enumerate(face.diverse):
-                    _save_png(sample, crops / f"face{face.index}_sample{k}.png")
-        record = {"input": str(file), "output": str(stem.with_suffix(".png")),
-                  **result.to_dict()}
-        (out_dir / stem.with_suffix(".json")).write_text(json.dumps(record, indent=2))
-        done.append(str(file))
-    summary = {"processed": done, "failed": [{"input": f, "error": e} for f, e in failures]}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        done.append({"input": str(file), "output": str(stem.with_suffix(".png"))})
+    summary = {"method": method, "processed": done,
+               "failed": [{"input": f, "error": e} for f, e in failures]}
+    try:
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    except OSError as e:
+        raise ValueError(f"could not write {out_dir / 'summary.json'}: "
+                         f"{e.strerror or e}") from None
     for file, error in failures:
         print(f"lreorg: skipped {file}: {error}", file=sys.stderr)
     if not args.quiet:
@@ -157,9 +349,11 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
     options = DatasetOptions(
         method=args.method, anonymize=args.anonymize, recover=args.recover,
         epsilon=args.epsilon, rank_window=args.rank_window, mechanism=args.mechanism,
-        samples=args.samples, strength=args.strength, aligned=args.aligned,
-        no_face=args.no_face, batch_size=args.batch_size, shard_size=args.shard_size)
+        samples=args.samples, strength=args.strength, style_rows=args.style_rows,
+        aligned=args.aligned, no_face=args.no_face, batch_size=args.batch_size,
+        shard_size=args.shard_size)
     spec = PipelineSpec(bundle=args.bundle, backbone=args.backbone, revision=args.revision,
+                        style_mix=args.style_mix,
                         device=args.device, dtype=args.dtype, output_size=args.output_size,
                         min_face_size=args.min_face_size)
     key_path = Path(args.key_file) if args.key_file else default_key_path(args.out)
@@ -184,6 +378,44 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
     return 1 if summary["errors"] else 0
 
 
+def _cmd_demo_bundle(args: argparse.Namespace) -> int:
+    from .demo import write_demo
+
+    try:
+        paths = write_demo(args.directory, seed=args.seed, overwrite=args.force)
+    except FileExistsError as e:
+        raise ValueError(str(e)) from None
+    d = Path(args.directory)
+    print(f"wrote a demo bundle with RANDOM weights (it shows the workflow, not real "
+          f"anonymization):\n  bundle:   {paths['bundle']}\n  backbone: {paths['backbone']}\n"
+          f"try:\n  lreorg info {paths['bundle']}\n"
+          f"  LREORG_BACKBONE_PATH={paths['backbone']} lreorg anonymize PHOTO --out "
+          f"{d / 'out'} --bundle {paths['bundle']}")
+    return 0
+
+
+def _cmd_fit_style_mix(args: argparse.Namespace) -> int:
+    import torch
+
+    from .backbones import load_backbone
+    from .stylemix import StyleMixAnonymizer
+
+    rows = None if args.rows is None else list(args.rows)
+    backbone = load_backbone(args.backbone)
+    g = backbone.generator
+    style_mix = StyleMixAnonymizer(args.groups, args.members, g.style_dim, g.n_latent,
+                                   rows=rows, truncation=args.truncation)
+    generator = None
+    if args.seed is not None:
+        generator = torch.Generator().manual_seed(args.seed)
+    style_mix.fit(g, num_samples=args.samples, generator=generator)
+    style_mix.save_pretrained(args.out)
+    print(f"style-mix groups ({args.groups} groups, {args.members} members from {args.samples}"
+          f" mapping-network samples, rows {list(style_mix.rows)}) written to {args.out}",
+          file=sys.stderr)
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import runpy
 
@@ -194,8 +426,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return module["main"](args.rest) or 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line and exit status 2 (argparse prints the usage block too)."""
+
+    def error(self, message: str):
+        self.exit(2, f"lreorg: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lreorg", description="LReOrg face anonymization (latent representation "
                                    "reorganization).")
     parser.add_argument("--version", action="version", version=f"lreorg-hub {__version__}")
@@ -214,41 +453,57 @@ def build_parser() -> argparse.ArgumentParser:
         "anonymize", help="anonymize the faces in photos (files and folders)",
         description="Anonymize every face in the given photos and folders. Writes OUT/NAME.png "
                     "(the photo with faces replaced, no metadata), OUT/NAME.json (what ran, per "
-                    "face boxes, timings) and OUT/summary.json. Unreadable files and photos "
-                    "without a face are skipped and reported; the exit status is 1 if any was.")
+                    "face boxes, timings) and OUT/summary.json. Every argument is checked before "
+                    "any photo is read (exit status 2 on a bad one). Photos that fail (unreadable, "
+                    "no face, anything else) are skipped and listed in the summary; the run goes "
+                    "on and the exit status is 1 if any failed.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--bundle", help="LReOrg bundle: Hub repo id or local folder")
     p.add_argument("--revision", help="Hub revision of the bundle")
     p.add_argument("--backbone", help="local e4e / rosinality checkpoint (default: the "
                                       "bundle's configured Hub file; LREORG_BACKBONE_PATH)")
-    p.add_argument("--method", default="lreorg",
-                   choices=["lreorg", "laplace", "k-anonymity", "blur", "pixelate", "mask"],
-                   help="lreorg (default), a latent baseline, or an image baseline")
-    p.add_argument("--anonymize", default=",".join(kw.DEFAULT_ANONYMIZE),
-                   help="keywords to anonymize, comma-separated (default: %(default)s)")
-    p.add_argument("--recover", default=",".join(kw.DEFAULT_RECOVER),
-                   help="keywords to recover, comma-separated (default: %(default)s; '' for "
-                        "none)")
-    p.add_argument("--epsilon", type=float, help="privacy budget ε >= 0 (default: the bundle's)")
+    p.add_argument("--style-mix", metavar="DIR",
+                   help="fitted style-mix groups (`lreorg fit-style-mix`), for --method "
+                        "style-mix")
+    p.add_argument("--method", default="lreorg", choices=list(METHOD_NAMES),
+                   help="lreorg (default); style-mix (training-free baseline, needs only the "
+                        "backbone); a latent baseline (laplace, k-anonymity); or an image "
+                        "baseline (blur, pixelate, mask). Options that do not apply to the "
+                        "method are an error.")
+    p.add_argument("--anonymize", default=None,
+                   help=f"keywords to anonymize, comma-separated (default: "
+                        f"{','.join(kw.DEFAULT_ANONYMIZE)})")
+    p.add_argument("--recover", default=None,
+                   help=f"keywords to recover, comma-separated (default for lreorg: "
+                        f"{','.join(kw.DEFAULT_RECOVER)}; '' for none)")
+    p.add_argument("--epsilon", type=_number,
+                   help="privacy budget ε >= 0 per draw, 'inf' allowed (no DP guarantee then); "
+                        "default: the bundle's")
     p.add_argument("--rank-window", type=_window, metavar="A,B",
-                   help="GIA rank window (default: the bundle's)")
-    p.add_argument("--mechanism", default="window", choices=["window", "strict"],
+                   help="GIA rank window, 1 <= A <= B <= groups (default: the bundle's)")
+    p.add_argument("--mechanism", default=None, choices=["window", "strict"],
                    help="GIA mode: the paper's window (default) or strict ε-LDP over all groups")
-    p.add_argument("--samples", type=int, default=1, help="diverse samples per face")
+    p.add_argument("--samples", type=int, help=f"diverse samples per face, 1..{MAX_SAMPLES} "
+                                               f"(k samples spend k·ε; default 1)")
     p.add_argument("--seed", type=int,
-                   help="seed for reproducible output. Default: OS entropy, which is not "
-                        "recorded anywhere (the ε-DP guarantee needs secret coins). A seed you "
-                        "give is written to each JSON with a warning: do not publish it with "
-                        "the outputs")
-    p.add_argument("--strength", type=float, help="image baseline strength")
+                   help="seed 0..2**64-1 for reproducible output. Default: OS entropy, which is "
+                        "not recorded anywhere (the ε-DP guarantee needs secret coins). A seed "
+                        "you give is written to each JSON with a warning: do not publish it "
+                        "with the outputs")
+    p.add_argument("--strength", type=_number,
+                   help="image baseline strength in (0, 1]: blur σ and pixelate block as a "
+                        "fraction of the face size, mask opacity")
+    p.add_argument("--style-rows", type=_window, metavar="R0,R1",
+                   help="style-mix: W+ rows [R0, R1) to replace (default: the middle rows)")
     p.add_argument("--aligned", action="store_true",
                    help="inputs are already aligned face crops: no detection, no paste-back")
     p.add_argument("--faces", type=_int_list, metavar="I,J",
                    help="which detected faces (left to right, from 0); default all")
-    p.add_argument("--min-face-size", type=int, default=20, help="smallest face, in pixels")
-    p.add_argument("--output-size", type=int, help="generator resolution to stop at (e.g. 256 "
-                                                   "for a fast preview)")
+    p.add_argument("--min-face-size", type=int, default=20,
+                   help="smallest face, in pixels (1..10000)")
+    p.add_argument("--output-size", type=int, help="generator resolution to stop at, a power "
+                                                   "of two (e.g. 256 for a fast preview)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0…")
     p.add_argument("--save-crops", action="store_true",
                    help="also save each face's aligned input, anonymized crop and samples")
@@ -274,15 +529,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", help="LReOrg bundle: Hub repo id or local folder")
     p.add_argument("--revision", help="Hub revision of the bundle")
     p.add_argument("--backbone", help="local e4e / rosinality checkpoint")
-    p.add_argument("--method", default="lreorg",
-                   choices=["lreorg", "laplace", "k-anonymity", "blur", "pixelate", "mask"])
-    p.add_argument("--anonymize", default=",".join(kw.DEFAULT_ANONYMIZE))
-    p.add_argument("--recover", default=",".join(kw.DEFAULT_RECOVER))
+    p.add_argument("--style-mix", help="fitted style-mix groups (folder) for --method "
+                                       "style-mix")
+    p.add_argument("--method", choices=list(METHOD_NAMES),
+                   help="default: lreorg with a bundle, style-mix with --style-mix only")
+    p.add_argument("--anonymize", help="keywords to anonymize, comma-separated (default: "
+                                       "the method's)")
+    p.add_argument("--recover", help="keywords to recover, comma-separated ('' for none)")
     p.add_argument("--epsilon", type=float, help="privacy budget ε per draw")
     p.add_argument("--rank-window", type=_window, metavar="A,B")
-    p.add_argument("--mechanism", default="window", choices=["window", "strict"])
-    p.add_argument("--samples", type=int, default=1, help="draws per face (ε adds up)")
+    p.add_argument("--mechanism", choices=["window", "strict"])
+    p.add_argument("--samples", type=int, help="draws per face (ε adds up: the record "
+                                               "states samples·ε)")
     p.add_argument("--strength", type=float, help="image baseline strength")
+    p.add_argument("--style-rows", type=_window, metavar="R0,R1", help="style-mix W+ rows")
     p.add_argument("--aligned", action="store_true", help="items are aligned face crops")
     p.add_argument("--no-face", default="pass", choices=["pass", "drop"],
                    help="items without a face: keep unchanged (metadata stripped) or drop")
@@ -304,6 +564,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_anonymize_dataset)
 
+    p = sub.add_parser(
+        "demo-bundle", help="write a small random-weight bundle + backbone to try every "
+                            "command offline",
+        description="Write DIR/bundle (an LReOrg bundle: config.json, model.safetensors, card) "
+                    "and DIR/backbone.pt (a 128 px StyleGAN2 + e4e checkpoint in the public "
+                    "e4e layout), all with random weights built by the real classes. No trained "
+                    "bundle is published yet; this lets you run info and anonymize offline. "
+                    "Outputs are random textures, not faces.")
+    p.add_argument("directory", metavar="DIR", help="folder to write into (created)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing demo in DIR")
+    p.set_defaults(func=_cmd_demo_bundle)
+
+    p = sub.add_parser(
+        "fit-style-mix", help="fit the training-free style-mix groups on a backbone's generator",
+        description="k-means groups of mapping-network samples (synthetic identities only) for "
+                    "--method style-mix; writes style_mix_config.json + style_mix.safetensors.")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--backbone", required=True, help="e4e / rosinality checkpoint")
+    p.add_argument("--groups", type=int, default=64, help="number of groups m")
+    p.add_argument("--members", type=int, default=1024, help="member bank size")
+    p.add_argument("--samples", type=int, default=10_000, help="mapping-network samples")
+    p.add_argument("--rows", type=_window, metavar="R0,R1", help="default rows [R0, R1)")
+    p.add_argument("--truncation", type=float, default=1.0, help="ψ of the samples (1 = none)")
+    p.add_argument("--seed", type=int, help="seed of the fit (default: OS entropy)")
+    p.set_defaults(func=_cmd_fit_style_mix)
+
     p = sub.add_parser("bench", help="run a benchmark (prints a table, writes JSON)")
     p.add_argument("target", choices=["backbones", "pipeline", "dataset"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
@@ -313,12 +600,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # usage errors (one line, status 2), --help and --version (0)
+        return e.code if isinstance(e.code, int) else 2
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"lreorg: error: {e}", file=sys.stderr)
+        print(f"lreorg: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("lreorg: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # never a traceback for the user: one line naming what failed
+        print(f"lreorg: error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ reorganization (RR); it never sees pixels.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -17,8 +18,10 @@ from typing import Sequence
 
 import torch
 from huggingface_hub import ModelCard, PyTorchModelHubMixin, constants, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
-from safetensors import safe_open
+from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HFValidationError,
+                                    LocalEntryNotFoundError, OfflineModeIsEnabled,
+                                    RepositoryNotFoundError, RevisionNotFoundError)
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model
 from torch import Tensor, nn
 
@@ -28,6 +31,7 @@ from .anonymizers import (MECHANISMS, AttributeAnonymizer, IdentityAnonymizer,
                           check_epsilon, check_rank_window)
 from .cdfnet import CDFNet
 from .privacy import PrivacyRecord, make_generator
+from .reachability import hub_reachable
 
 __all__ = ["LReOrg", "ReorganizeResult", "IDENTITY_METHODS", "BundleError",
            "DEFAULT_BACKBONE", "DEFAULT_TEXT_ENCODER"]
@@ -59,12 +63,111 @@ class BundleError(ValueError):
     """A bundle folder or repo that is not a loadable LReOrg bundle (clear, user-facing)."""
 
 
+# Bounds that keep a bundle's config.json from asking for absurd memory or time before
+# anything is built (the published sizes are far inside them).
+_CDFNET_LIMITS = {"latent_dim": (1, 4096), "num_rows": (1, 64), "cond_dim": (1, 4096),
+                  "num_blocks": (1, 64), "hidden_dim": (1, 16384), "dense_growth": (1, 4096),
+                  "dense_layers": (0, 32)}
+_MAX_GROUPS, _MAX_MEMBERS = 65_536, 1_000_000
+_MAX_ELEMENTS = 2**31  # 8 GiB of float32: far above any real bundle
+
+
+def _read_config(config_file: str, where: str) -> dict:
+    """config.json as a dict, or a BundleError naming the file."""
+    if not os.path.isfile(config_file):
+        raise BundleError(f"{where} is not an LReOrg bundle: config.json is missing")
+    try:
+        with open(config_file, encoding="utf-8") as fh:
+            config = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{config_file} is not valid JSON ({e}); the bundle's config.json "
+                          f"is damaged") from None
+    if not isinstance(config, dict):
+        raise BundleError(f"{config_file} must hold a JSON object (the bundle's settings), "
+                          f"got a JSON {type(config).__name__}")
+    return config
+
+
+def _int_in(value, low: int, high: int, name: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise BundleError(f"{where}: {name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise BundleError(f"{where}: {name} = {value!r} is out of range ({low}..{high})")
+    return int(value)
+
+
+def _check_config(config: dict, where: str) -> None:
+    """Range and type checks of config.json values, before any tensor is allocated."""
+    net = config.get("cdfnet") or {}
+    if not isinstance(net, dict):
+        raise BundleError(f"{where}: cdfnet must be an object of CDFNet sizes, got {net!r}")
+    sizes = {k: v.default for k, v in inspect.signature(CDFNet.__init__).parameters.items()
+             if v.default is not inspect.Parameter.empty}
+    unknown = sorted(set(net) - set(sizes))
+    if unknown:
+        raise BundleError(f"{where}: unknown cdfnet setting(s) {', '.join(unknown)}")
+    sizes.update(net)
+    for name, (low, high) in _CDFNET_LIMITS.items():
+        _int_in(sizes[name], low, high, f"cdfnet.{name}", where)
+    clamp = sizes["clamp"]
+    if isinstance(clamp, bool) or not isinstance(clamp, (int, float)) or not 0 < clamp < 100:
+        raise BundleError(f"{where}: cdfnet.clamp must be a number in (0, 100), got {clamp!r}")
+    groups = _int_in(config.get("num_groups", 64), 1, _MAX_GROUPS, "num_groups", where)
+    members = _int_in(config.get("num_members", 1024), groups, _MAX_MEMBERS, "num_members",
+                      where)
+    window = config.get("rank_window")
+    if window is not None:
+        if not isinstance(window, list) or len(window) != 2:
+            raise BundleError(f"{where}: rank_window must be [a, b], got {window!r}")
+        a = _int_in(window[0], 1, groups, "rank_window a", where)
+        _int_in(window[1], a, groups, "rank_window b", where)
+    try:
+        check_epsilon(config.get("epsilon", 1.0))
+    except ValueError as e:
+        raise BundleError(f"{where}: {e}") from None
+    clip = config.get("laplace_clip_norm", 100.0)
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 < clip < math.inf:
+        raise BundleError(f"{where}: laplace_clip_norm must be a finite number > 0, got "
+                          f"{clip!r}")
+    keywords = config.get("keywords")
+    if keywords is not None:
+        if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
+            raise BundleError(f"{where}: keywords must be a list of names, got {keywords!r}")
+        try:
+            [kw.get(k) for k in keywords]
+        except ValueError as e:
+            raise BundleError(f"{where}: {e}") from None
+    for name in ("backbone", "text_encoder"):
+        if not isinstance(config.get(name) or {}, dict):
+            raise BundleError(f"{where}: {name} must be an object, got {config[name]!r}")
+    rows, dim = sizes["num_rows"], sizes["latent_dim"]
+    elements = (members + groups) * rows * dim
+    if elements > _MAX_ELEMENTS:
+        raise BundleError(f"{where}: num_members, num_groups, cdfnet.num_rows and latent_dim "
+                          f"ask for a member bank of {elements * 4 / 2**30:.0f} GiB; refusing "
+                          f"(limit {_MAX_ELEMENTS * 4 / 2**30:.0f} GiB)")
+
+
+#: What to do while no trained bundle exists (said by every "bundle not found" error).
+NO_BUNDLE_ADVICE = (
+    "No trained LReOrg bundle is published yet. To try everything offline, write a "
+    "random-weight demo with `lreorg demo-bundle DIR` and use --bundle DIR/bundle with "
+    "LREORG_BACKBONE_PATH=DIR/backbone.pt (Python: lreorg_hub.demo.write_demo); with a bundle "
+    "you trained or downloaded, pass its folder; the image baselines (--method blur, pixelate, "
+    "mask) need no bundle.")
+
+
 def _offline_error(repo_id: str, revision: str | None) -> BundleError:
     return BundleError(
-        f"could not fetch the LReOrg bundle {repo_id!r} (revision {revision or 'main'}): the Hub "
-        f"is unreachable or offline (HF_HUB_OFFLINE) and the files are not in the local cache. "
-        f"Download it on a machine with internet access (`hf download {repo_id} --local-dir "
-        f"DIR`) and pass DIR instead.")
+        f"could not load the LReOrg bundle {repo_id!r} (revision {revision or 'main'}): it is "
+        f"not a local folder, the Hub is unreachable or offline (HF_HUB_OFFLINE) and it is not "
+        f"in the local cache. {NO_BUNDLE_ADVICE}")
+
+
+def _not_on_hub_error(repo_id: str, revision: str | None, err: Exception) -> BundleError:
+    return BundleError(
+        f"{repo_id!r} (revision {revision or 'main'}) is not an LReOrg bundle on the Hub "
+        f"({type(err).__name__}). {NO_BUNDLE_ADVICE}")
 
 
 @dataclass
@@ -277,6 +380,9 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
         generator, seed_kept, seed_source = make_generator(seed)
 
         s0 = self.cdfnet._rows(codes.to(self.device, torch.float32), "codes")
+        if not bool(torch.isfinite(s0).all()):
+            raise ValueError("codes contain NaN or ∞ values (a damaged encoder or input); "
+                             "refusing to anonymize them into non-finite faces")
         n = s0.shape[0]
         # All samples in one batch, sample-major: row i*N + j is sample i of face j.
         s = s0.repeat(samples, 1, 1)
@@ -332,14 +438,30 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
         """Load a bundle from a local folder or a Hub repo id (strict; ``map_location`` and
         ``dtype`` place the model)."""
         path = str(pretrained_model_name_or_path)
-        looks_local = os.path.isabs(path) or path.startswith(".") or os.path.exists(path)
-        if looks_local and not os.path.isdir(path):
-            raise BundleError(f"{path} is not a folder with an LReOrg bundle (config.json + "
-                              f"model.safetensors)")
+        looks_local = (os.path.isabs(path) or path.startswith(".") or os.path.exists(path)
+                       or path.startswith("~"))
+        if looks_local:
+            path = os.path.expanduser(path)
+            if not os.path.isdir(path):
+                raise BundleError(f"{path} is not a folder with an LReOrg bundle (config.json + "
+                                  f"model.safetensors). {NO_BUNDLE_ADVICE}")
+            _read_config(os.path.join(path, constants.CONFIG_NAME), path)
+        elif not kwargs.get("local_files_only") and not hub_reachable():
+            # One short probe instead of huggingface_hub's ~23 s of retries: use the cache.
+            kwargs["local_files_only"] = True
+        revision = kwargs.get("revision")
         try:
             return super().from_pretrained(path, **kwargs)
-        except LocalEntryNotFoundError as e:
-            raise _offline_error(path, kwargs.get("revision")) from e
+        except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
+            raise _offline_error(path, revision) from e
+        except (RepositoryNotFoundError, RevisionNotFoundError, GatedRepoError) as e:
+            raise _not_on_hub_error(path, revision, e) from e
+        except HFValidationError as e:
+            raise BundleError(f"{path!r} is neither a folder nor a valid Hub repo id "
+                              f"(namespace/name). {NO_BUNDLE_ADVICE}") from e
+        except json.JSONDecodeError as e:  # the Hub copy's config.json (local ones: above)
+            raise BundleError(f"config.json of the bundle {path!r} is not valid JSON ({e})") \
+                from e
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir, force_download: bool,
@@ -348,8 +470,7 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
         """Strict by default (the mixin's default silently keeps random weights for missing
         tensors), and the model ends on ``map_location`` (the mixin only reads tensors there)."""
         if os.path.isdir(model_id):
-            if not os.path.isfile(os.path.join(model_id, constants.CONFIG_NAME)):
-                raise BundleError(f"{model_id} is not an LReOrg bundle: config.json is missing")
+            _read_config(os.path.join(model_id, constants.CONFIG_NAME), model_id)
             model_file = os.path.join(model_id, constants.SAFETENSORS_SINGLE_FILE)
             if not os.path.isfile(model_file):
                 raise BundleError(f"{model_id} is not an LReOrg bundle: model.safetensors is "
@@ -365,18 +486,45 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
                     raise _offline_error(model_id, revision) from e
                 raise BundleError(f"{model_id!r} has no model.safetensors: not an LReOrg "
                                   f"bundle") from e
+        _check_config(model_kwargs, f"config.json of {model_id}")
+        try:
+            with torch.device("meta"):  # shapes only: nothing allocated before the checks
+                shapes = cls(**model_kwargs)
+        except (TypeError, ValueError) as e:
+            raise BundleError(f"config.json of {model_id} does not describe a valid bundle: "
+                              f"{e}") from None
+        cls._check_weights_match(shapes, model_file)
         model = cls(**model_kwargs)
-        cls._check_weights_match(model, model_file)
-        missing, unexpected = load_model(model, model_file, strict=strict)
+        try:
+            load_model(model, model_file, strict=strict)
+        except (SafetensorError, OSError, RuntimeError) as e:
+            raise BundleError(f"{model_file} could not be read: it is corrupted or truncated "
+                              f"({e}); download the bundle again") from None
+        cls._check_finite(model, model_file)
         model.to(device=map_location, dtype=dtype)
         model.eval()
         return model
 
     @staticmethod
+    def _check_finite(model: nn.Module, model_file: str) -> None:
+        """Refuse NaN / ∞ weights: they would turn every output face into NaN pixels."""
+        bad = [k for k, t in model.state_dict().items()
+               if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        if bad:
+            raise BundleError(f"{model_file} holds non-finite values (NaN or ∞) in "
+                              f"{len(bad)} tensor(s), e.g. {', '.join(bad[:5])}; the weights "
+                              f"are damaged")
+
+    @staticmethod
     def _check_weights_match(model: nn.Module, model_file: str) -> None:
         """Compare the file's tensor names and shapes with the model built from config.json."""
-        with safe_open(model_file, framework="pt") as fh:
-            found = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+        try:
+            with safe_open(model_file, framework="pt") as fh:
+                found = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+        except (SafetensorError, OSError) as e:
+            raise BundleError(f"{model_file} is not a readable safetensors file: it is "
+                              f"corrupted or truncated ({e}); download the bundle again") \
+                from None
         expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         problems = []
         missing = sorted(set(expected) - set(found))

@@ -15,20 +15,16 @@ from typing import Iterator, Sequence
 import torch
 from PIL import Image
 
-from . import keywords as kw
 from .backbones import Backbone, load_backbone
-from .baselines import BASELINES, get_baseline
 from .faces import Face, FaceDetector, align_face, paste_back_all
 from .imaging import ImageSource, as_rgb_array, load_image, tensor_to_pil
+from .methods import (METHODS, ImageMethod, KeywordSupport, LatentMethod, ProtectOptions,
+                      build_methods, check_faces, check_method, check_output_size,
+                      describe_missing)
 from .model import LReOrg
 
 __all__ = ["LReOrgPipeline", "PipelineResult", "FaceResult", "NoFaceError", "METHODS",
-           "auto_device"]
-
-# Every way a face can be protected, side by side: LReOrg (GIA window/strict), the latent
-# baselines, and the classical image baselines.
-LATENT_METHODS = ("lreorg", "laplace", "k-anonymity")
-METHODS = LATENT_METHODS + tuple(BASELINES)
+           "ProtectOptions", "auto_device"]
 
 
 class NoFaceError(ValueError):
@@ -88,14 +84,16 @@ class _Timer:
 
 
 class LReOrgPipeline:
-    """The LReOrg method on photos.
+    """Every way of protecting a face (``methods.METHODS``), on photos.
 
     Args:
         model: the LReOrg bundle (CDFNet + anonymizers + keyword embeddings); None for a
-            pipeline that only runs the image baselines.
+            pipeline without LReOrg and the latent baselines.
         encoder: the e4e encoder (image in its ``input_range`` at ``input_size`` → W+ offsets).
         generator: the StyleGAN2 generator (W+ codes → images in [-1, 1]).
         latent_avg: the average latent added to the encoder's output.
+        style_mix: fitted ``StyleMixAnonymizer`` groups for the training-free `style-mix`
+            baseline (needs encoder + generator, no bundle).
         detector: the face detector (built lazily with defaults when None).
         device: where the networks run ("auto": cuda when available, else cpu).
         output_size: generator resolution to stop at (e.g. 256 for a fast preview of the
@@ -103,6 +101,7 @@ class LReOrgPipeline:
         feather: soft edge of the paste-back mask, as a fraction of the face crop.
         batch_size: faces (or samples) per generator / encoder call.
         max_pixels: photos larger than this are refused.
+        min_face_size: smallest face the detector reports, in pixels.
     """
 
     def __init__(self, model: LReOrg | None = None, encoder: torch.nn.Module | None = None,
@@ -110,47 +109,67 @@ class LReOrgPipeline:
                  latent_avg: torch.Tensor | None = None, detector: FaceDetector | None = None,
                  device: str | torch.device = "auto", output_size: int | None = None,
                  feather: float = 0.1, batch_size: int = 4, max_pixels: int = 50_000_000,
-                 min_face_size: int = 20):
-        self.device = auto_device() if str(device) == "auto" else torch.device(device)
+                 min_face_size: int = 20, style_mix=None):
+        self.device = check_device(device)
+        _check_settings(feather, batch_size, max_pixels, min_face_size)
+        if (encoder is None) != (generator is None):
+            raise ValueError("a backbone needs both the encoder and the generator (or neither, "
+                             "for the image baselines only)")
         self.model = model.to(self.device).eval() if model is not None else None
         self.encoder = encoder.to(self.device).eval() if encoder is not None else None
         self.generator = generator.to(self.device).eval() if generator is not None else None
         self.latent_avg = latent_avg.to(self.device) if latent_avg is not None else None
+        self.style_mix = style_mix.to(self.device).eval() if style_mix is not None else None
         # The backbone's own encode (latent_avg added) and decode (stored noise) do the work.
         self.backbone = (Backbone(self.generator, self.encoder, self.latent_avg)
                          if self.generator is not None else None)
-        self.output_size = output_size
+        self.output_size = check_output_size(
+            output_size, self.generator.size if self.generator is not None else None)
         self.feather = float(feather)
         self.batch_size = int(batch_size)
         self.max_pixels = max_pixels
         self._detector = detector
         self.min_face_size = int(min_face_size)
-        if None not in (self.model, self.encoder, self.generator):
+        if self.model is not None and self.generator is not None:
             self._check_compatible()
+        if self.style_mix is not None and self.generator is not None:
+            self._check_style_mix()
+        self.methods: dict[str, LatentMethod | ImageMethod] = build_methods(
+            self.model, self.style_mix, has_backbone=self.generator is not None)
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, bundle: str | LReOrg, backbone=None, *, revision: str | None = None,
-                        device: str | torch.device = "auto",
-                        torch_dtype: str | torch.dtype | None = None,
+    def from_pretrained(cls, bundle: str | LReOrg | None, backbone=None, *,
+                        revision: str | None = None, device: str | torch.device = "auto",
+                        style_mix=None, torch_dtype: str | torch.dtype | None = None,
                         **kwargs) -> "LReOrgPipeline":
-        """Load a bundle (Hub repo id, folder or an ``LReOrg``) and its backbone.
+        """Load a bundle (Hub repo id, folder, an ``LReOrg``, or None) and its backbone.
 
         ``backbone`` is a ``Backbone`` (encoder, generator, latent_avg), a local checkpoint
         path, or None to use the bundle's configured Hub checkpoint (repo id, file, revision).
+        ``style_mix`` is a fitted ``StyleMixAnonymizer`` or a folder / repo id of one. With
+        ``bundle=None`` the pipeline runs style-mix (when given) and the image baselines.
         ``torch_dtype``: the backbone's precision (see :meth:`to`).
         """
         if torch_dtype is not None:
             pipe = cls.from_pretrained(bundle, backbone, revision=revision, device=device,
-                                       **kwargs)
+                                       style_mix=style_mix, **kwargs)
             return pipe.to(dtype=torch_dtype)
-        model = bundle if isinstance(bundle, LReOrg) else LReOrg.from_pretrained(
-            bundle, revision=revision)
+        model = bundle if isinstance(bundle, LReOrg) or bundle is None else \
+            LReOrg.from_pretrained(bundle, revision=revision)
+        if style_mix is not None and not isinstance(style_mix, torch.nn.Module):
+            from .stylemix import StyleMixAnonymizer
+
+            style_mix = StyleMixAnonymizer.from_pretrained(style_mix)
+        if model is None and backbone is None:
+            raise ValueError("without a bundle, pass backbone= (a Backbone or a checkpoint "
+                             "path) for style-mix, or build LReOrgPipeline() for the image "
+                             "baselines only")
         if not isinstance(backbone, Backbone):
             # None: the bundle's configured Hub checkpoint (LREORG_BACKBONE_* overrides apply).
             backbone = load_backbone(model.backbone if backbone is None else backbone)
         return cls(model, backbone.encoder, backbone.generator, backbone.latent_avg,
-                   device=device, **kwargs)
+                   device=device, style_mix=style_mix, **kwargs)
 
     def _check_compatible(self) -> None:
         rows, dim = self.model.cdfnet.num_rows, self.model.cdfnet.latent_dim
@@ -164,6 +183,53 @@ class LReOrgPipeline:
         if problems:
             raise ValueError(f"backbone does not match the bundle, which works on ({rows}, "
                              f"{dim}) W+ codes: " + "; ".join(problems))
+
+    def _check_style_mix(self) -> None:
+        sm, g = self.style_mix, self.generator
+        if (sm.num_rows, sm.style_dim) != (g.n_latent, g.style_dim):
+            raise ValueError(f"the style-mix groups work on ({sm.num_rows}, {sm.style_dim}) "
+                             f"W+ codes but the generator gives ({g.n_latent}, {g.style_dim})")
+
+    # -- what this pipeline can do ------------------------------------------------------------
+    def available_methods(self) -> list[str]:
+        """The methods this pipeline can run with what is loaded, in ``METHODS`` order."""
+        return list(self.methods)
+
+    @property
+    def default_method(self) -> str | None:
+        """lreorg when a bundle is loaded, else style-mix when loaded, else None."""
+        return next((m for m in ("lreorg", "style-mix") if m in self.methods), None)
+
+    def keywords(self, method: str | None = None) -> KeywordSupport:
+        """Which keywords ``method`` (default: ``default_method``) can anonymize / recover
+        with the loaded weights, and why the others cannot (for disabled checkboxes)."""
+        return self._runner(method).keyword_support()
+
+    def _runner(self, method: str | None) -> LatentMethod | ImageMethod:
+        if method is None:
+            method = self.default_method
+            if method is None:
+                raise ValueError(f"choose a method: this pipeline has no bundle or style-mix "
+                                 f"groups loaded, so only {', '.join(self.methods)} can run")
+        check_method(method)
+        if method not in self.methods:
+            raise ValueError(f"{describe_missing(method)}; this pipeline can run: "
+                             f"{', '.join(self.methods)}")
+        return self.methods[method]
+
+    def check(self, method: str | None = None, options: ProtectOptions | None = None, *,
+              aligned: bool = False, faces=None) -> tuple[str, ProtectOptions]:
+        """Validate a call's method and options against what is loaded, before any photo:
+        returns (method, resolved options); raises ValueError with one sentence."""
+        runner = self._runner(method)
+        opts = runner.check(options or ProtectOptions())
+        if aligned and runner.info.kind == "image":
+            raise ValueError(f"method {runner.info.name!r} works on whole photos, not on "
+                             f"aligned crops (drop aligned / --aligned)")
+        if aligned and faces is not None:
+            raise ValueError("faces cannot be chosen for an aligned crop: it is one face")
+        check_faces(faces)
+        return runner.info.name, opts
 
     @property
     def detector(self) -> FaceDetector:
@@ -189,46 +255,57 @@ class LReOrgPipeline:
             images.extend(tensor_to_pil(img) for img in out)
         return images
 
+
     # -- the call -----------------------------------------------------------------------------
     @torch.inference_mode()
-    def __call__(self, image: ImageSource, anonymize: Sequence[str] | str | None = kw.DEFAULT_ANONYMIZE,
-                 recover: Sequence[str] | str | None = kw.DEFAULT_RECOVER,
+    def __call__(self, image: ImageSource, anonymize: Sequence[str] | str | None = None,
+                 recover: Sequence[str] | str | None = None,
                  epsilon: float | None = None, rank_window: Sequence[int] | None = None,
-                 mechanism: str = "window", seed: int | None = None, samples: int = 1,
-                 method: str = "lreorg", strength: float | None = None, aligned: bool = False,
-                 faces: Sequence[int] | None = None,
-                 anonymized_crops: bool = True) -> PipelineResult:
-        """Anonymize the faces of one photo.
+                 mechanism: str | None = None, seed: int | None = None,
+                 samples: int | None = None, method: str | None = None,
+                 strength: float | None = None, aligned: bool = False,
+                 faces: Sequence[int] | None = None, anonymized_crops: bool = True,
+                 style_rows: Sequence[int] | None = None,
+                 options: ProtectOptions | None = None) -> PipelineResult:
+        """Protect the faces of one photo with ``method``.
+
+        Every argument is checked (``check``) before the photo is loaded. None means "not
+        given": the method's default applies, and an option that does not apply to the method
+        is an error.
 
         Args:
             image: path, bytes, file object, PIL image or array.
-            anonymize, recover, epsilon, rank_window, mechanism, seed, samples: as in
-                ``LReOrg.reorganize`` (mechanism: "window" or "strict").
-            method: "lreorg", the latent baselines "laplace" / "k-anonymity", or the image
-                baselines "blur" / "pixelate" / "mask".
+            anonymize, recover: keywords (default: identity / gender, age, expression, makeup
+                for lreorg; "" or [] recovers nothing).
+            epsilon, rank_window, mechanism, seed, samples: GIA's budget, window, mode
+                ("window" or "strict"), seed (None: OS entropy) and number of draws, as in
+                ``LReOrg.reorganize``.
+            method: one of ``methods.METHODS`` (default: ``default_method``).
             strength: the image baseline's strength (its default when None).
+            style_rows: style-mix's W+ rows [r0, r1) (default: the middle rows).
             aligned: the input is already an aligned face crop: skip detection and paste-back.
             faces: indices (left-to-right detection order) of the faces to process; all when
                 None.
             anonymized_crops: also generate G(s^M) (the anonymized, not yet recovered face)
                 for each face; False saves one generator pass per face when only the
                 composed photo is wanted (``FaceResult.anonymized`` is then None).
+            options: a ``ProtectOptions`` instead of the separate keyword arguments.
         """
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-        if method == "lreorg" and mechanism not in ("window", "strict"):
-            raise ValueError(f"mechanism must be 'window' or 'strict' for method 'lreorg', got "
-                             f"{mechanism!r} (the baselines are methods: "
-                             f"{', '.join(m for m in METHODS if m != 'lreorg')})")
+        given = ProtectOptions(anonymize=anonymize, recover=recover, epsilon=epsilon,
+                               rank_window=rank_window, mechanism=mechanism, seed=seed,
+                               samples=samples, strength=strength, style_rows=style_rows)
+        if options is not None:
+            if given.given():
+                raise ValueError("pass either options= or the separate option arguments, "
+                                 "not both")
+            given = options
+        method, opts = self.check(method, given, aligned=aligned, faces=faces)
+        runner = self.methods[method]
         timer = _Timer()
         with timer("load"):
             photo = load_image(image, max_pixels=self.max_pixels)
         if aligned:
-            if method in BASELINES:
-                raise ValueError(f"method {method!r} works on whole photos, not on aligned crops")
-            return self._run_aligned(photo, timer, anonymize, recover, epsilon, rank_window,
-                                     mechanism if method == "lreorg" else method, seed, samples,
-                                     anonymized_crops)
+            return self._run_aligned(photo, runner, opts, timer, anonymized_crops)
         with timer("detect"):
             found = self.detector.locate(photo)
         if not found:
@@ -244,80 +321,72 @@ class LReOrgPipeline:
                 crop, transform = align_face(photo, points, self.detector.output_size)
                 detected.append((i, Face(box=box, landmarks=points, score=score,
                                          transform=transform, aligned=crop)))
-        if method in BASELINES:
-            return self._run_baseline(photo, detected, method, strength, timer, len(found))
-        with timer("encode"):
-            codes = self.encode([f.aligned for _, f in detected])
-        result = self._reorganize_and_generate(codes, timer, anonymize, recover, epsilon,
-                                               rank_window,
-                                               mechanism if method == "lreorg" else method,
-                                               seed, samples, anonymized_crops)
-        anonymized, recovered, diverse, record = result
-        with timer("paste"):
-            composed = paste_back_all(photo, [f for _, f in detected], recovered,
-                                      feather=self.feather)
-        face_results = [
-            FaceResult(index=i, box=[float(v) for v in f.box], score=float(f.score),
-                       aligned=f.aligned, anonymized=anonymized[j], recovered=recovered[j],
-                       diverse=diverse[j])
-            for j, (i, f) in enumerate(detected)]
+        if isinstance(runner, ImageMethod):
+            with timer(runner.stage):
+                composed, record = runner.protect_photo(photo, [f for _, f in detected], opts)
+            size = self.detector.output_size
+            face_results = []
+            for i, f in detected:
+                crop, _ = align_face(composed, f.landmarks, size)
+                face_results.append(FaceResult(i, [float(v) for v in f.box], float(f.score),
+                                               f.aligned, crop, crop, [crop]))
+        else:
+            with timer("encode"):
+                codes = self.encode([f.aligned for _, f in detected])
+            anonymized, recovered, diverse, record = self._protect_codes(
+                runner, codes, opts, timer, anonymized_crops)
+            with timer("paste"):
+                composed = paste_back_all(photo, [f for _, f in detected], recovered,
+                                          feather=self.feather)
+            face_results = [
+                FaceResult(index=i, box=[float(v) for v in f.box], score=float(f.score),
+                           aligned=f.aligned, anonymized=anonymized[j], recovered=recovered[j],
+                           diverse=diverse[j])
+                for j, (i, f) in enumerate(detected)]
         record["faces_processed"] = [i for i, _ in detected]
         return PipelineResult(composed, face_results, record, timer.timings, len(found))
 
     @staticmethod
     def _select(count: int, faces: Sequence[int] | None) -> list[int]:
-        if faces is None:
+        chosen = check_faces(faces)
+        if chosen is None:
             return list(range(count))
-        chosen = []
-        for i in faces:
-            if isinstance(i, bool) or int(i) != i or not 0 <= int(i) < count:
+        for i in chosen:
+            if i >= count:
                 raise ValueError(f"face index {i!r} is out of range: {count} face(s) were "
                                  f"found, numbered 0..{count - 1} from left to right")
-            if int(i) not in chosen:
-                chosen.append(int(i))
-        if not chosen:
-            raise ValueError("no face selected: give at least one face index")
         return chosen
 
-    def _reorganize_and_generate(self, codes, timer, anonymize, recover, epsilon, rank_window,
-                                 mechanism, seed, samples, anonymized_crops):
-        if None in (self.model, self.encoder, self.generator):
-            raise ValueError("this pipeline has no bundle and backbone (encoder + generator): "
-                             "only the image baselines blur / pixelate / mask can run")
-        with timer("reorganize"):
-            out = self.model.reorganize(codes, anonymize, recover, epsilon=epsilon,
-                                        rank_window=rank_window, mechanism=mechanism,
-                                        seed=seed, samples=samples)
-        n = codes.shape[0]
+    def _protect_codes(self, runner: LatentMethod, codes: torch.Tensor, opts: ProtectOptions,
+                       timer: _Timer, anonymized_crops: bool):
+        """Run a latent method on N codes and generate its crops (per face: the anonymized
+        crop, the recovered crop that is pasted, and every sample)."""
+        with timer(runner.stage):
+            out = runner.protect_codes(codes, opts)
+        n, k = codes.shape[0], out.recovered.shape[0]
         with timer("generate"):
             flat = self.generate(out.recovered.reshape(-1, *out.recovered.shape[2:]))
             # flat is sample-major: index s * n + j is sample s of face j.
-            diverse = [[flat[s * n + j] for s in range(out.recovered.shape[0])]
-                       for j in range(n)]
+            diverse = [[flat[s * n + j] for s in range(k)] for j in range(n)]
             recovered = [d[0] for d in diverse]
-            if not out.record.recover:  # nothing recovered: s^N = s^M
+            if out.anonymized is None:  # nothing recovered: s^N = s^M
                 anonymized = recovered
             elif anonymized_crops:
                 anonymized = self.generate(out.anonymized[0])
             else:
                 anonymized = [None] * n
-        record = out.record.to_dict()
-        record["method"] = "lreorg" if mechanism in ("window", "strict") else mechanism
-        record["information_loss"] = {k: float(v.mean()) for k, v in
-                                      out.information_loss.items()}
-        return anonymized, recovered, diverse, record
+        return anonymized, recovered, diverse, out.record
 
-    def _run_aligned(self, photo, timer, anonymize, recover, epsilon, rank_window, mechanism,
-                     seed, samples, anonymized_crops) -> PipelineResult:
+    def _run_aligned(self, photo, runner: LatentMethod, opts: ProtectOptions, timer: _Timer,
+                     anonymized_crops: bool) -> PipelineResult:
         if abs(photo.width - photo.height) > 1:
             raise ValueError(f"an aligned face crop must be square, got {photo.width}×"
                              f"{photo.height}; pass the whole photo without aligned=True "
                              f"to detect and align faces")
         with timer("encode"):
             codes = self.encode([photo])
-        anonymized, recovered, diverse, record = self._reorganize_and_generate(
-            codes, timer, anonymize, recover, epsilon, rank_window, mechanism, seed, samples,
-            anonymized_crops)
+        anonymized, recovered, diverse, record = self._protect_codes(
+            runner, codes, opts, timer, anonymized_crops)
         with timer("paste"):
             composed = recovered[0].resize(photo.size, Image.LANCZOS)
         record["faces_processed"] = [0]
@@ -372,7 +441,7 @@ class LReOrgPipeline:
         if dtype is not None and dtype not in self.HALF_DTYPES:
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
         if device is not None:
-            device = auto_device() if str(device) == "auto" else torch.device(device)
+            device = check_device(device)
             if device != self.device:
                 self.device = device
                 if self.model is not None:
@@ -385,3 +454,45 @@ class LReOrgPipeline:
         if self.backbone is not None:
             self.backbone.latent_avg = self.latent_avg
         return self
+
+def check_device(device: str | torch.device) -> torch.device:
+    """"auto", "cpu", "cuda", "cuda:N", "mps" → a device that exists here (ValueError else)."""
+    if str(device) == "auto":
+        return auto_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but CUDA is not available here "
+                             f"(use cpu or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} does not exist: "
+                             f"{torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and
+                                    torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' asked for, but MPS is not available here")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return dev
+
+
+def _check_settings(feather, batch_size, max_pixels, min_face_size) -> None:
+    import math
+    import numbers
+
+    def number(v):
+        return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+    if not number(feather) or not 0 <= feather <= 0.5:
+        raise ValueError(f"feather must be a number in [0, 0.5] (a fraction of the face "
+                         f"crop), got {feather!r}")
+    if not number(batch_size) or int(batch_size) != batch_size or not 1 <= batch_size <= 256:
+        raise ValueError(f"batch_size must be an integer in 1..256, got {batch_size!r}")
+    if max_pixels is not None and (not number(max_pixels) or max_pixels < 1):
+        raise ValueError(f"max_pixels must be a positive number of pixels, got {max_pixels!r}")
+    if not number(min_face_size) or int(min_face_size) != min_face_size or \
+            not 1 <= min_face_size <= 10_000:
+        raise ValueError(f"min_face_size must be an integer number of pixels in 1..10000, "
+                         f"got {min_face_size!r}")

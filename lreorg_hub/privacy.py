@@ -116,10 +116,13 @@ class PrivacyRecord:
     warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        if self.seed_source not in ("user", "os-entropy"):
-            raise ValueError(f"seed_source must be 'user' or 'os-entropy', got "
+        if self.seed_source not in ("user", "os-entropy", "none"):
+            raise ValueError(f"seed_source must be 'user', 'os-entropy' or 'none', got "
                              f"{self.seed_source!r}")
-        if self.seed_source == "os-entropy":
+        if self.seed_source == "none":  # deterministic methods (image baselines): no draw
+            self.seed = None
+            self.seed_note = self.seed_note or "No random draw: no seed was used."
+        elif self.seed_source == "os-entropy":
             self.seed = None  # secret coins: never kept, whatever the caller passed
             self.seed_note = self.seed_note or OS_ENTROPY_NOTE
         elif self.mechanism in DP_MECHANISMS:

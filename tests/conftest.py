@@ -88,52 +88,34 @@ def fit_anonymizers(model, generator: torch.Generator, count: int = 256) -> None
 
 
 # -- photo pipeline: a tiny backbone and a bundle that fits it, built by the real classes -----
+# (lreorg_hub.demo's builders at an even smaller size, so the tests stay fast)
 TINY_STYLE_DIM = 32
 
 
 def build_tiny_backbone(seed: int = 0):
     """A 64 px StyleGAN2 generator (10 W+ rows of 32) and a matching small e4e encoder."""
-    from lreorg_hub.backbones import Backbone, E4EEncoder, StyleGAN2Generator
+    from lreorg_hub.demo import build_demo_backbone
 
-    torch.manual_seed(seed)  # the backbones' own init draws from a fixed generator anyway
-    generator = StyleGAN2Generator(size=64, style_dim=TINY_STYLE_DIM, n_mlp=2,
-                                   channel_base=512, channel_max=32)
-    encoder = E4EEncoder(n_styles=generator.n_latent, units=(1, 1, 1, 1), base_width=4,
-                         style_dim=TINY_STYLE_DIM, input_size=64)
-    latent_avg = generator.mean_latent(256, generator=torch.Generator().manual_seed(seed))
-    return Backbone(generator=generator, encoder=encoder,
-                    latent_avg=latent_avg.reshape(1, -1).expand(generator.n_latent, -1).clone(),
-                    source="tiny")
+    return build_demo_backbone(seed, size=64, style_dim=TINY_STYLE_DIM, channel_base=512,
+                               channel_max=32, latent_samples=256)
 
 
 def save_as_e4e_checkpoint(backbone, path) -> None:
     """Save a backbone in the public e4e file's nesting (prefixed state_dict, latent_avg)."""
-    state = {**{f"encoder.{k}": v for k, v in backbone.encoder.state_dict().items()},
-             **{f"decoder.{k}": v for k, v in backbone.generator.state_dict().items()}}
-    torch.save({"state_dict": state, "latent_avg": backbone.latent_avg,
-                "opts": {"stylegan_size": backbone.generator.size}}, path)
+    from lreorg_hub.demo import save_e4e_checkpoint
+
+    save_e4e_checkpoint(backbone, path)
 
 
 def build_photo_bundle(backbone, seed: int = 0):
     """An LReOrg bundle for the tiny backbone's (10, 32) codes, fitted on mapping-network
     samples as SPEC §4 describes (random CDFNet weights: no trained bundle exists)."""
-    from lreorg_hub.model import LReOrg
+    from lreorg_hub.demo import build_demo_bundle
 
-    gen = torch.Generator().manual_seed(seed)
-    rows = backbone.generator.n_latent
-    model = LReOrg.with_random_weights(
-        gen, std=0.05, num_groups=8, num_members=64, rank_window=[2, 6],
-        cdfnet=dict(latent_dim=TINY_STYLE_DIM, num_rows=rows, cond_dim=16, num_blocks=2,
-                    hidden_dim=32, dense_growth=8, dense_layers=2),
-        backbone={"repo_id": "local/tiny", "filename": "tiny_e4e.pt", "size": 64})
-    with torch.no_grad():
-        w = backbone.generator.sample_w(256, generator=gen)
-    codes = w.reshape(256, 1, -1).expand(-1, rows, -1)
-    model.fit_identity_anonymizer(codes, generator=gen)
-    for name in model.keywords[1:]:
-        count = model.attribute_anonymizer(name).num_subcategories
-        model.fit_attribute_anonymizer(name, codes, torch.arange(256) % count)
-    return model.eval()
+    return build_demo_bundle(
+        backbone, seed, num_groups=8, num_members=64, rank_window=[2, 6], fit_samples=256,
+        cdfnet=dict(cond_dim=16, num_blocks=2, hidden_dim=32, dense_growth=8, dense_layers=2),
+        backbone_config={"repo_id": "local/tiny", "filename": "tiny_e4e.pt", "size": 64})
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 
 import pytest
 import torch
 
 from lreorg_hub.backbones import (Backbone, BackboneNotAvailableError, BackboneSource,
-                                  CheckpointLayoutError, E4EEncoder, StyleGAN2Generator,
+                                  CheckpointLayoutError, CheckpointReadError, E4EEncoder,
+                                  StyleGAN2Generator,
                                   load_backbone, load_e4e_checkpoint,
                                   load_rosinality_checkpoint, read_checkpoint)
 from lreorg_hub.backbones.checkpoints import ENV_FILE, ENV_PATH, ENV_REPO, ENV_REVISION
@@ -243,7 +243,7 @@ class _Payload:
 def test_files_are_read_with_weights_only(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"g_ema": _tiny_generator_sd(), "extra": _Payload()}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointReadError, match="objects other than tensors"):
         read_checkpoint(path)
 
 

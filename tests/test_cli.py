@@ -79,8 +79,10 @@ def test_anonymize_with_an_image_baseline_needs_no_bundle(tmp_path):
 
 
 def test_anonymize_without_bundle_is_a_clear_error(tmp_path, capsys):
-    assert main(["anonymize", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    (tmp_path / "in").mkdir()
+    assert main(["anonymize", str(tmp_path / "in"), "--out", str(tmp_path / "o"),
+                 "--method", "blur"]) == 2
     assert "no input images found" in capsys.readouterr().err
-    (tmp_path / "a.png").write_bytes(b"")
-    assert main(["anonymize", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    (tmp_path / "in" / "a.png").write_bytes(b"")
+    assert main(["anonymize", str(tmp_path / "in"), "--out", str(tmp_path / "o")]) == 2
     assert "--bundle (Hub repo id or folder) is required" in capsys.readouterr().err

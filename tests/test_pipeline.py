@@ -2,6 +2,8 @@
 classes; nothing is mocked."""
 
 import io
+
+import torch
 from dataclasses import asdict
 
 import numpy as np
@@ -93,15 +95,15 @@ def test_image_baselines_run_through_the_same_interface(pipeline, astronaut, ast
     assert result.faces[0].anonymized.size == (64, 64)
 
 
-@pytest.mark.parametrize("method", ["laplace", "k-anonymity"])
-def test_latent_baselines_run_through_the_same_interface(pipeline, astronaut, method):
-    result = pipeline(astronaut, method=method, seed=0)
+@pytest.mark.parametrize("method, options", [("laplace", {"seed": 0}), ("k-anonymity", {})])
+def test_latent_baselines_run_through_the_same_interface(pipeline, astronaut, method, options):
+    result = pipeline(astronaut, method=method, **options)
     assert result.record["method"] == method and result.record["mechanism"] == method
 
 
 def test_bad_method_and_mechanism(pipeline, astronaut):
-    with pytest.raises(ValueError, match="method must be one of lreorg, laplace, k-anonymity, "
-                                         "blur, pixelate, mask"):
+    with pytest.raises(ValueError, match="method must be one of lreorg, style-mix, laplace, "
+                                         "k-anonymity, blur, pixelate, mask"):
         pipeline(astronaut, method="swirl")
     with pytest.raises(ValueError, match="mechanism must be 'window' or 'strict'"):
         pipeline(astronaut, mechanism="laplace")
@@ -157,3 +159,160 @@ def test_skipping_the_anonymized_crops_keeps_the_photo(pipeline, astronaut):
     lean = pipeline(astronaut, seed=4, anonymized_crops=False)
     assert np.array_equal(np.asarray(full.image), np.asarray(lean.image))
     assert lean.faces[0].anonymized is None and full.faces[0].anonymized is not None
+
+
+# -- one interface for every method, and the style-mix-only pipeline --------------------------
+@pytest.fixture(scope="module")
+def style_mix(tiny_backbone):
+    from lreorg_hub.stylemix import build_demo_style_mix
+
+    return build_demo_style_mix(tiny_backbone, seed=0, num_groups=8, num_members=64,
+                                num_samples=512)
+
+
+@pytest.fixture(scope="module")
+def style_mix_pipeline(tiny_backbone, style_mix):
+    return LReOrgPipeline(encoder=tiny_backbone.encoder, generator=tiny_backbone.generator,
+                          latent_avg=tiny_backbone.latent_avg, style_mix=style_mix,
+                          device="cpu")
+
+
+def test_available_methods_follow_what_is_loaded(pipeline, style_mix_pipeline, photo_bundle,
+                                                 tiny_backbone, style_mix):
+    assert pipeline.available_methods() == ["lreorg", "laplace", "k-anonymity", "blur",
+                                            "pixelate", "mask"]
+    assert style_mix_pipeline.available_methods() == ["style-mix", "blur", "pixelate", "mask"]
+    assert style_mix_pipeline.default_method == "style-mix"
+    assert LReOrgPipeline(device="cpu").available_methods() == ["blur", "pixelate", "mask"]
+    both = LReOrgPipeline(photo_bundle, tiny_backbone.encoder, tiny_backbone.generator,
+                          tiny_backbone.latent_avg, style_mix=style_mix, device="cpu")
+    assert both.available_methods() == ["lreorg", "style-mix", "laplace", "k-anonymity",
+                                        "blur", "pixelate", "mask"]
+    with pytest.raises(ValueError, match="method 'lreorg' needs an LReOrg bundle and a backbone"
+                                         ".*this pipeline can run: style-mix, blur"):
+        style_mix_pipeline.check("lreorg")
+    with pytest.raises(ValueError, match="choose a method: .* only blur, pixelate, mask"):
+        LReOrgPipeline(device="cpu").check()
+
+
+def test_style_mix_runs_through_the_same_call(style_mix_pipeline, astronaut, astronaut_face):
+    result = style_mix_pipeline(astronaut, method="style-mix", seed=3, samples=2, epsilon=2.0)
+    assert list(result.timings) == ["load", "detect", "align", "encode", "style-mix",
+                                    "generate", "paste"]
+    rec = result.record
+    assert rec["method"] == "style-mix"
+    assert rec["method_label"] == "style-mix (training-free baseline)"
+    assert "Training-free baseline (style-mix)" in rec["guarantee"]
+    assert rec["anonymize"] == ["identity"] and rec["recover"] == []
+    assert rec["extra"]["style_rows"] == [2, 4] and rec["samples"] == 2
+    assert rec["epsilon"] == 2.0 and rec["mechanism"] == "window"
+    face = result.faces[0]
+    assert len(face.diverse) == 2 and face.anonymized is face.recovered
+    outside, inside = outside_and_inside(astronaut, astronaut_face.transform)
+    before, after = np.asarray(astronaut), np.asarray(result.image)
+    assert np.array_equal(before[outside], after[outside])
+    again = style_mix_pipeline(astronaut, method="style-mix", seed=3, samples=2, epsilon=2.0)
+    assert np.array_equal(np.asarray(again.image), after)            # same seed, same photo
+    # the default method of a style-mix-only pipeline is style-mix
+    assert style_mix_pipeline(astronaut, seed=3).record["method"] == "style-mix"
+
+
+def test_style_mix_changes_only_the_chosen_rows_of_the_code(style_mix_pipeline, style_mix,
+                                                            astronaut_face):
+    from lreorg_hub.methods import ProtectOptions
+
+    codes = style_mix_pipeline.encode([astronaut_face.aligned])
+    runner = style_mix_pipeline.methods["style-mix"]
+    opts = runner.check(ProtectOptions(seed=1, style_rows=(1, 3)))
+    out = runner.protect_codes(codes, opts)
+    assert out.recovered.shape == (1, 1, 10, 32) and out.anonymized is None
+    assert torch.equal(out.recovered[0, :, :1], codes[:, :1])
+    assert torch.equal(out.recovered[0, :, 3:], codes[:, 3:])
+    assert out.record["extra"]["style_rows"] == [1, 3]
+
+
+def test_keywords_the_loaded_weights_serve(pipeline, style_mix_pipeline, tiny_backbone):
+    from lreorg_hub.model import LReOrg
+
+    support = pipeline.keywords()
+    assert support.anonymize[0] == "identity" and "gender" in support.anonymize
+    assert "makeup" in support.recover and not support.unavailable
+    sm = style_mix_pipeline.keywords()
+    assert sm.anonymize == ("identity",) and sm.recover == ()
+    assert "no CDFNet" in sm.unavailable["gender"]
+    assert pipeline.keywords("blur").anonymize == ()
+    # an unfitted bundle: every anonymizer is named by keyword, before any photo
+    rows = tiny_backbone.generator.n_latent
+    unfitted = LReOrg(keywords=["identity", "gender"], num_groups=8, num_members=64,
+                      cdfnet=dict(latent_dim=32, num_rows=rows, cond_dim=16, num_blocks=2,
+                                  hidden_dim=32, dense_growth=8, dense_layers=2))
+    pipe = LReOrgPipeline(unfitted, tiny_backbone.encoder, tiny_backbone.generator,
+                          tiny_backbone.latent_avg, device="cpu")
+    support = pipe.keywords()
+    assert support.anonymize == () and support.recover == ("identity", "gender")
+    assert "GIA groups) is not fitted" in support.unavailable["identity"]
+    assert support.unavailable["age"] == "the bundle has no condition embedding for it"
+    with pytest.raises(ValueError, match="cannot anonymize 'identity' with this bundle: the "
+                                         "identity anonymizer .* is not fitted"):
+        pipe.check("lreorg")
+    with pytest.raises(ValueError, match="cannot anonymize 'gender' with this bundle: the "
+                                         "'gender' attribute anonymizer"):
+        pipe.check("laplace", pipe_options(anonymize="identity,gender"))
+    with pytest.raises(ValueError, match="unknown keyword 'age'; valid keywords: identity, "
+                                         "gender"):
+        pipe.check("lreorg", pipe_options(recover="age"))
+
+
+def pipe_options(**kwargs):
+    from lreorg_hub.methods import ProtectOptions
+
+    return ProtectOptions(**kwargs)
+
+
+def test_every_option_is_checked_before_the_photo_is_read(pipeline, tmp_path):
+    """A photo that does not exist is never reached: the options fail first."""
+    missing = tmp_path / "never-read.png"
+    for kwargs, message in [
+        (dict(epsilon=-1), "epsilon must be >= 0"),
+        (dict(samples=1000), r"samples must be in 1..16"),
+        (dict(rank_window=(2, 9)), r"rank_window \(a=2, b=9\) must lie within 1..8"),
+        (dict(method="blur", strength=1e9), r"strength for blur must be in \(0, 1\]"),
+        (dict(method="pixelate", strength=1000), r"strength for pixelate must be in \(0, 1\]"),
+        (dict(method="blur", epsilon=1.0), "epsilon does not apply to method 'blur'"),
+        (dict(method="blur", aligned=True), "works on whole photos, not on aligned crops"),
+        (dict(seed=-3), r"seed must be in 0..18446744073709551615"),
+        (dict(faces=[-1]), "face indices count from 0"),
+        (dict(style_rows=(1, 2)), "style_rows does not apply to method 'lreorg'"),
+        (dict(method="style-mix"), "method 'style-mix' needs a backbone"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            pipeline(missing, **kwargs)
+
+
+def test_options_object_and_separate_arguments_are_one_or_the_other(pipeline, astronaut):
+    from lreorg_hub.methods import ProtectOptions
+
+    with pytest.raises(ValueError, match="pass either options= or the separate option"):
+        pipeline(astronaut, options=ProtectOptions(seed=1), seed=1)
+    a = pipeline(astronaut, options=ProtectOptions(seed=9, recover=""))
+    b = pipeline(astronaut, seed=9, recover="")
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    assert a.record["recover"] == []
+
+
+def test_pipeline_settings_are_checked(tiny_backbone):
+    kwargs = dict(encoder=tiny_backbone.encoder, generator=tiny_backbone.generator,
+                  latent_avg=tiny_backbone.latent_avg)
+    for bad, message in [
+        (dict(output_size=100), "output size must be a power of two >= 4"),
+        (dict(output_size=128), "output size 128 is larger than the generator's 64 px"),
+        (dict(device="cuda:7" if not torch.cuda.is_available() else "tpu"),
+         "device"),
+        (dict(batch_size=0), "batch_size must be an integer in 1..256"),
+        (dict(feather=3), r"feather must be a number in \[0, 0.5\]"),
+        (dict(min_face_size=0), "min_face_size must be an integer"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            LReOrgPipeline(**kwargs, **bad)
+    with pytest.raises(ValueError, match="needs both the encoder and the generator"):
+        LReOrgPipeline(generator=tiny_backbone.generator)

@@ -5,7 +5,7 @@ Nothing here downloads at import time; torch is imported (these are torch module
 """
 
 from .checkpoints import (Backbone, BackboneNotAvailableError, BackboneSource,
-                          CheckpointLayoutError, build_encoder, build_generator,
+                          CheckpointLayoutError, CheckpointReadError, build_encoder, build_generator,
                           download_backbone, load_backbone, load_e4e_checkpoint,
                           load_rosinality_checkpoint, read_checkpoint, strict_load)
 from .e4e import E4EEncoder
@@ -13,7 +13,7 @@ from .stylegan2 import StyleGAN2Generator, truncate
 
 __all__ = [
     "Backbone", "BackboneNotAvailableError", "BackboneSource", "CheckpointLayoutError",
-    "E4EEncoder", "StyleGAN2Generator", "build_encoder", "build_generator",
+    "CheckpointReadError", "E4EEncoder", "StyleGAN2Generator", "build_encoder", "build_generator",
     "download_backbone", "load_backbone", "load_e4e_checkpoint",
     "load_rosinality_checkpoint", "read_checkpoint", "strict_load", "truncate",
 ]

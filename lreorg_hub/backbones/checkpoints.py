@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import pickle
 import re
+import zipfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,6 +36,7 @@ from .stylegan2 import StyleGAN2Generator, blur_kernel_2d, channel_table
 
 __all__ = [
     "Backbone", "BackboneSource", "BackboneNotAvailableError", "CheckpointLayoutError",
+    "CheckpointReadError",
     "load_backbone", "load_e4e_checkpoint", "load_rosinality_checkpoint",
     "download_backbone", "read_checkpoint", "strict_load", "split_prefixed",
     "generator_config_from_state_dict", "encoder_config_from_state_dict",
@@ -53,6 +56,10 @@ _LIST_LIMIT = 5  # keys quoted per category in error messages
 
 class CheckpointLayoutError(RuntimeError):
     """A checkpoint's keys or shapes do not match the architecture."""
+
+
+class CheckpointReadError(ValueError):
+    """A backbone file that is not a safely loadable PyTorch checkpoint (one sentence)."""
 
 
 class BackboneNotAvailableError(FileNotFoundError):
@@ -114,7 +121,12 @@ def download_backbone(source: BackboneSource | None = None, *, cache_dir: str | 
                                         LocalEntryNotFoundError, OfflineModeIsEnabled,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
+    from ..reachability import hub_reachable
+
     src = (source or BackboneSource()).with_env()
+    if not local_files_only and not hub_reachable():
+        # One short probe instead of huggingface_hub's ~23 s of retries: use the cache.
+        local_files_only = True
     try:
         path = hf_hub_download(src.repo_id, src.filename, revision=src.revision,
                                cache_dir=cache_dir, local_files_only=local_files_only,
@@ -154,18 +166,54 @@ def _offline_message(src: BackboneSource, err: Exception) -> str:
 # --------------------------------------------------------------------------------------
 # Reading files and checking layouts
 # --------------------------------------------------------------------------------------
+# First bytes of files people point at by mistake, for a message that says what it is.
+_MAGIC = {b"\xff\xd8\xff": "a JPEG image", b"\x89PNG": "a PNG image", b"GIF8": "a GIF image",
+          b"RIFF": "a RIFF (WebP / WAV) file", b"%PDF": "a PDF document",
+          b"\x1f\x8b": "a gzip archive", b"<": "a text / HTML file", b"{": "a JSON file"}
+
+
+def _what_file(path: Path) -> str:
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if not head:
+        return "an empty file"
+    return next((name for magic, name in _MAGIC.items() if head.startswith(magic)),
+                "not a PyTorch checkpoint")
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """``torch.load`` with ``weights_only=True`` on CPU (argparse.Namespace allow-listed,
-    for rosinality ``train.py`` checkpoints)."""
-    path = Path(path)
+    for rosinality ``train.py`` checkpoints).
+
+    Anything else (an image, a truncated download, a pickle that would run code) is refused
+    with a :class:`CheckpointReadError` in one sentence; torch's advice to retry with
+    ``weights_only=False`` is never passed on, since following it would execute the file.
+    """
+    path = Path(path).expanduser()
     if not path.is_file():
         raise BackboneNotAvailableError(f"checkpoint file not found: {path}")
     safe = getattr(torch.serialization, "safe_globals", None)  # torch ≥ 2.5
-    if safe is None:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    else:
-        with safe([argparse.Namespace]):
+    try:
+        if safe is None:
             obj = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            with safe([argparse.Namespace]):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        what = _what_file(path)
+        if what == "not a PyTorch checkpoint" and "GLOBAL" in str(e).upper():
+            raise CheckpointReadError(
+                f"{path} is refused: it is a pickle holding Python objects other than tensors "
+                f"(code could run when loading it), and backbone files are only ever loaded "
+                f"as plain tensors; use the e4e or rosinality StyleGAN2 .pt file") from None
+        kind = "" if what == "not a PyTorch checkpoint" else f": it is {what}"
+        raise CheckpointReadError(f"{path} is not a PyTorch checkpoint{kind}; expected the e4e "
+                                  f"or rosinality StyleGAN2 .pt file") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        what = _what_file(path)
+        detail = "it looks truncated or damaged" if what == "not a PyTorch checkpoint" else what
+        raise CheckpointReadError(f"{path} could not be read as a PyTorch checkpoint ({detail}: "
+                                  f"{type(e).__name__}); download it again") from None
     if not isinstance(obj, dict):
         raise CheckpointLayoutError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
     return obj
@@ -204,6 +252,11 @@ def strict_load(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what:
     """Strictly load ``state_dict`` (clear error first); meta modules get the tensors
     assigned (no copy), materialised ones are copied into."""
     check_layout(module, state_dict, what)
+    bad = [k for k, t in state_dict.items()
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointLayoutError(f"{what}: {len(bad)} tensor(s) hold NaN or ∞ values "
+                                    f"({_quote(bad)}); the checkpoint is damaged")
     if assign is None:
         assign = any(t.is_meta for t in module.state_dict(keep_vars=True).values())
     module.load_state_dict(state_dict, strict=True, assign=assign)
@@ -414,6 +467,9 @@ def _latent_avg(value: Any, n_latent: int, style_dim: int, what: str) -> torch.T
     if not isinstance(value, torch.Tensor) or value.shape[-1] != style_dim:
         raise CheckpointLayoutError(f"{what}: latent_avg must be a tensor (…, {style_dim}), "
                                     f"got {getattr(value, 'shape', type(value))}")
+    if not bool(torch.isfinite(value).all()):
+        raise CheckpointLayoutError(f"{what}: latent_avg holds NaN or ∞ values; the "
+                                    f"checkpoint is damaged")
     try:
         return _broadcast_latent_avg(value.float(), n_latent).contiguous()
     except ValueError as e:
@@ -509,13 +565,16 @@ def load_backbone(path_or_source: str | Path | BackboneSource | Mapping | None =
                   allow_missing_noise: bool = False) -> Backbone:
     """Load the backbone from a local file, or download it from the Hub.
 
-    ``path_or_source``: a path to a ``.pt`` file; a :class:`BackboneSource` (or a dict of
-    its fields); or None: ``$LREORG_BACKBONE_PATH`` when set, else the default source
-    with the ``LREORG_BACKBONE_*`` overrides. ``format`` ("e4e"/"rosinality") is detected
-    from the file when None.
+    ``path_or_source``: a path to a ``.pt`` file (always wins); otherwise
+    ``$LREORG_BACKBONE_PATH`` when set, else the Hub source given (a
+    :class:`BackboneSource`, a dict of its fields such as a bundle's ``backbone`` config, or
+    None for the default) with the ``LREORG_BACKBONE_REPO`` / ``_FILE`` / ``_REVISION``
+    overrides. ``format`` ("e4e"/"rosinality") is detected from the file when None.
     """
-    if path_or_source is None and os.environ.get(ENV_PATH):
+    if not isinstance(path_or_source, (str, Path)) and os.environ.get(ENV_PATH):
+        # The environment names a local file: it replaces any Hub source (configured or not).
         path_or_source = os.environ[ENV_PATH]
+        format = None
     expected_size = None
     if isinstance(path_or_source, (str, Path)):
         path = Path(path_or_source).expanduser()

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .. import keywords as kw
+from ..methods import ProtectOptions
 from .keys import item_seed
 from .sources import WORK, ShardInput, SourceSpec, atomic_write, detect_kind, open_source
 
@@ -46,17 +46,23 @@ class DatasetRunError(ValueError):
 
 @dataclass
 class DatasetOptions:
-    """What is done to every item (see ``LReOrgPipeline.__call__``), and how items with no
-    face are treated: "pass" (kept unchanged, metadata stripped) or "drop" (left out)."""
+    """What is done to every item, and how items with no face are treated: "pass" (kept
+    unchanged, metadata stripped) or "drop" (left out).
 
-    method: str = "lreorg"
-    anonymize: list[str] | str | None = field(default_factory=lambda: list(kw.DEFAULT_ANONYMIZE))
-    recover: list[str] | str | None = field(default_factory=lambda: list(kw.DEFAULT_RECOVER))
+    ``method`` and the protection options are those of ``LReOrgPipeline.__call__`` (None =
+    not given: the method's default; an option that does not apply to the method is an
+    error, reported before any item is read).
+    """
+
+    method: str | None = None
+    anonymize: list[str] | str | None = None
+    recover: list[str] | str | None = None
     epsilon: float | None = None
     rank_window: list[int] | None = None
-    mechanism: str = "window"
-    samples: int = 1
+    mechanism: str | None = None
+    samples: int | None = None
     strength: float | None = None
+    style_rows: list[int] | None = None
     aligned: bool = False
     no_face: str = "pass"
     batch_size: int = 16
@@ -65,18 +71,20 @@ class DatasetOptions:
     def __post_init__(self):
         if self.no_face not in NO_FACE_ACTIONS:
             raise ValueError(f"no_face must be 'pass' or 'drop', got {self.no_face!r}")
-        for name in ("batch_size", "shard_size", "samples"):
+        for name in ("batch_size", "shard_size"):
             v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < 1:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.rank_window is not None:
-            self.rank_window = [int(v) for v in self.rank_window]
+        for name in ("rank_window", "style_rows"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                setattr(self, name, list(v))
 
-    def pipeline_kwargs(self) -> dict:
-        return dict(anonymize=self.anonymize, recover=self.recover, epsilon=self.epsilon,
-                    rank_window=self.rank_window, mechanism=self.mechanism,
-                    samples=self.samples, method=self.method, aligned=self.aligned,
-                    strength=self.strength)
+    def protect_options(self) -> dict:
+        """The protection options that were given (for ``run_batch`` / ``check``)."""
+        names = ("anonymize", "recover", "epsilon", "rank_window", "mechanism", "samples",
+                 "strength", "style_rows")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
     def settings(self) -> dict:
         """What must not change between a run and its resumption."""
@@ -92,6 +100,7 @@ class PipelineSpec:
     bundle: str | None = None
     backbone: str | None = None
     revision: str | None = None
+    style_mix: str | None = None
     device: str = "auto"
     dtype: str = "float32"
     output_size: int | None = None
@@ -105,18 +114,18 @@ class PipelineSpec:
         dtype = getattr(torch, self.dtype, None)
         if not isinstance(dtype, torch.dtype):
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
-        if self.bundle is None:
+        if self.bundle is None and self.backbone is None:  # image baselines only
             pipe = LReOrgPipeline(device=self.device, min_face_size=self.min_face_size)
         else:
             pipe = LReOrgPipeline.from_pretrained(
                 self.bundle, backbone=self.backbone, revision=self.revision,
-                device=self.device, output_size=self.output_size,
+                style_mix=self.style_mix, device=self.device, output_size=self.output_size,
                 min_face_size=self.min_face_size)
         return pipe.to(dtype=dtype) if pipe.generator is not None else pipe
 
     def settings(self) -> dict:
         return {"bundle": self.bundle, "backbone": self.backbone, "revision": self.revision,
-                "output_size": self.output_size}
+                "style_mix": self.style_mix, "output_size": self.output_size}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,24 +157,25 @@ def anonymize_shard(pipe, shard: ShardInput, options: DatasetOptions, key: bytes
     from ..imaging import load_image
     from ..pipeline import NoFaceError
 
+    method = options.method or pipe.default_method
     n = len(shard.ids)
     results: list = [None] * n
     records: list[dict] = [{} for _ in range(n)]
     readable = [i for i in range(n) if shard.images[i] is not None]
     outs = pipe.run_batch([shard.images[i] for i in readable],
                           seeds=[item_seed(key, shard.ids[i]) for i in readable],
-                          batch_size=options.batch_size, **options.pipeline_kwargs()) \
+                          batch_size=options.batch_size, method=method,
+                          aligned=options.aligned, **options.protect_options()) \
         if readable else []
     by_index = dict(zip(readable, outs))
     for i, item_id in enumerate(shard.ids):
-        rec = {"id": item_id, "method": options.method, "epsilon": None,
-               "epsilon_total": None, "samples": options.samples, "faces_found": 0,
-               "faces_processed": [], "error": None}
+        rec = {"id": item_id, "method": method, "epsilon": None, "epsilon_total": None,
+               "samples": 0, "faces_found": 0, "faces_processed": [], "error": None}
         out = by_index.get(i)
         if out is None:
             rec.update(status="error", error=shard.errors[i] or "unreadable item")
         elif isinstance(out, NoFaceError):
-            rec.update(status="no-face", error=None, samples=0,
+            rec.update(status="no-face",
                        note=("kept unchanged (metadata stripped)" if options.no_face == "pass"
                              else "dropped from the output"))
             if options.no_face == "pass":
@@ -175,7 +185,8 @@ def anonymize_shard(pipe, shard: ShardInput, options: DatasetOptions, key: bytes
         else:
             privacy = _clean_record(out.record)
             rec.update(status="anonymized", epsilon=privacy.get("epsilon"),
-                       epsilon_total=_epsilon_total(privacy), faces_found=out.faces_found,
+                       epsilon_total=_epsilon_total(privacy),
+                       samples=privacy.get("samples", 1), faces_found=out.faces_found,
                        faces_processed=privacy.get("faces_processed", []), privacy=privacy)
             results[i] = out.image
         records[i] = rec
@@ -464,28 +475,8 @@ def _is_within(path: Path, folder: Path) -> bool:
 
 
 def _validate_options(spec: PipelineSpec, options: DatasetOptions) -> None:
-    """Refuse bad options once, before any item is touched, with the pipeline's message."""
-    from ..baselines import BASELINES
-    from ..pipeline import LATENT_METHODS
-
-    if options.method not in LATENT_METHODS + tuple(BASELINES):
-        raise ValueError(f"method must be one of {', '.join(LATENT_METHODS + tuple(BASELINES))}"
-                         f", got {options.method!r}")
-    if options.method in BASELINES:
-        if options.aligned:
-            raise ValueError(f"method {options.method!r} works on whole photos, not on "
-                             f"aligned crops")
-        return
-    if spec.bundle is None:
-        raise ValueError(f"a bundle (--bundle) is required for method {options.method!r}")
-    if options.method == "lreorg" and options.mechanism not in ("window", "strict"):
-        raise ValueError(f"mechanism must be 'window' or 'strict', got {options.mechanism!r}")
-    import torch
-
-    from ..model import LReOrg
-
-    model = LReOrg.from_pretrained(spec.bundle, revision=spec.revision)
-    mech = options.mechanism if options.method == "lreorg" else options.method
-    model.reorganize(torch.zeros(1, *model.feature_shape), options.anonymize, options.recover,
-                     epsilon=options.epsilon, rank_window=options.rank_window, mechanism=mech,
-                     seed=0, samples=options.samples)
+    """Refuse bad options once, before any item is read, with the pipeline's own message
+    (against the weights that will run)."""
+    pipe = _local_pipeline(spec)
+    pipe.check(options.method, ProtectOptions(**options.protect_options()),
+               aligned=options.aligned)
