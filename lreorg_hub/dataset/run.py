@@ -132,12 +132,31 @@ class PipelineSpec:
 # One shard
 def _clean_record(record: dict) -> dict:
     """The pipeline's record without the seed: a seed lets anyone replay the DP draw."""
+    seed = record.get("seed")
     out = {k: v for k, v in record.items() if k not in ("seed", "seed_source", "seed_note")}
     out["seed_source"] = "derived"
     out["seed_note"] = SEED_NOTE
     if "warnings" in out:  # the chosen-seed warning does not apply: no seed is shown
         out["warnings"] = [w for w in out["warnings"] if "seed" not in w.lower()]
-    return out
+    if isinstance(out.get("description"), str):  # the plain-words copy names the seed too
+        lines = [line for line in out["description"].splitlines()
+                 if not line.startswith("Seed:")
+                 and not (line.startswith("Warning:") and "seed" in line.lower())]
+        out["description"] = "\n".join(lines + [SEED_NOTE])
+    return _scrub(out, None if seed is None else str(seed))
+
+
+def _scrub(value, secret: str | None):
+    """Belt and braces: no string anywhere in the record may still contain the seed."""
+    if secret is None:
+        return value
+    if isinstance(value, str):
+        return value.replace(secret, "(not recorded)")
+    if isinstance(value, dict):
+        return {k: _scrub(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, secret) for v in value]
+    return value
 
 
 def _epsilon_total(record: dict):
