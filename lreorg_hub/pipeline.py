@@ -71,15 +71,21 @@ class PipelineResult:
 
 
 class _Timer:
-    def __init__(self):
+    def __init__(self, device: torch.device | None = None):
         self.timings: dict[str, float] = {}
+        # CUDA kernels run asynchronously: a stage's time is only real after a sync.
+        self._cuda = device if device is not None and device.type == "cuda" else None
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
+        if self._cuda is not None:
+            torch.cuda.synchronize(self._cuda)
         start = time.perf_counter()
         try:
             yield
         finally:
+            if self._cuda is not None:
+                torch.cuda.synchronize(self._cuda)
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
 
 
@@ -301,7 +307,7 @@ class LReOrgPipeline:
             given = options
         method, opts = self.check(method, given, aligned=aligned, faces=faces)
         runner = self.methods[method]
-        timer = _Timer()
+        timer = _Timer(self.device)
         with timer("load"):
             photo = load_image(image, max_pixels=self.max_pixels)
         if aligned:

@@ -23,7 +23,7 @@ import json
 import os
 import pickle
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -442,7 +442,9 @@ def anonymize_dataset(src: str | Path, out: str | Path, key: bytes, *,
     summary = {"items": count, "shards": n_shards, "shards_done_now": 0,
                "shards_skipped": n_shards - len(todo), "output": str(out)}
     if todo:
-        _validate_options(pipeline, options)
+        # On Ray the driver only checks the options (on CPU: the head node may have no GPU).
+        _validate_options(pipeline if engine == "local" else replace(pipeline, device="cpu"),
+                          options)
         bar = None
         if progress:
             from tqdm.auto import tqdm
