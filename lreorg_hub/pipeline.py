@@ -399,23 +399,6 @@ class LReOrgPipeline:
         face = FaceResult(0, None, None, photo, anonymized[0], recovered[0], diverse[0])
         return PipelineResult(composed, [face], record, timer.timings, 1)
 
-    def _run_baseline(self, photo, detected, method, strength, timer, found) -> PipelineResult:
-        settings = {} if strength is None else {"strength": float(strength)}
-        baseline = get_baseline(method, **settings)
-        with timer("baseline"):
-            composed = baseline(photo, [f for _, f in detected])
-        size = self.detector.output_size
-        face_results = []
-        for i, f in detected:
-            crop, _ = align_face(composed, f.landmarks, size)
-            face_results.append(FaceResult(i, [float(v) for v in f.box], float(f.score),
-                                           f.aligned, crop, crop, [crop]))
-        record = {"method": method, "strength": baseline.strength, "anonymize": [],
-                  "recover": [], "faces_processed": [i for i, _ in detected],
-                  "guarantee": f"Classical image baseline ({method}): no formal guarantee; "
-                               f"the face region is obfuscated, nothing else changes."}
-        return PipelineResult(composed, face_results, record, timer.timings, found)
-
     # -- many photos at once (lreorg_hub/batch.py) -----------------------------------------
     def run_batch(self, images: Sequence[ImageSource], seeds: Sequence[int | None] | None = None,
                   batch_size: int | None = None, **options) -> list:
@@ -427,7 +410,7 @@ class LReOrgPipeline:
         return run_batch(self, images, seeds=seeds, batch_size=batch_size, **options)
 
     # -- device and precision ----------------------------------------------------------------
-    HALF_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+    DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # what the backbone can run in
 
     @property
     def dtype(self) -> torch.dtype:
@@ -444,14 +427,15 @@ class LReOrgPipeline:
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype, None) if dtype in ("float32", "bfloat16",
                                                              "float16") else dtype
-        if dtype is not None and dtype not in self.HALF_DTYPES:
+        if dtype is not None and dtype not in self.DTYPES:
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
         if device is not None:
             device = check_device(device)
             if device != self.device:
                 self.device = device
-                if self.model is not None:
-                    self.model.to(device)
+                for module in (self.model, self.style_mix):
+                    if module is not None:
+                        module.to(device)
                 if self.latent_avg is not None:
                     self.latent_avg = self.latent_avg.to(device)
         for net in (self.encoder, self.generator):
@@ -460,6 +444,7 @@ class LReOrgPipeline:
         if self.backbone is not None:
             self.backbone.latent_avg = self.latent_avg
         return self
+
 
 def check_device(device: str | torch.device) -> torch.device:
     """"auto", "cpu", "cuda", "cuda:N", "mps" → a device that exists here (ValueError else)."""
