@@ -26,6 +26,7 @@ from PIL import Image
 
 from lreorg_hub.backbones import E4EEncoder, StyleGAN2Generator
 from lreorg_hub.model import LReOrg
+from lreorg_hub.training.fitting import fit_identity_anonymizer
 from lreorg_hub.pipeline import LReOrgPipeline, auto_device
 
 STAGES = ("detect", "align", "encode", "reorganize", "generate", "paste")
@@ -57,7 +58,7 @@ def build(tiny: bool, device: torch.device, output_size: int | None) -> LReOrgPi
     with torch.no_grad():
         w = generator.sample_w(members, generator=gen)
         codes = w.unsqueeze(1).expand(-1, generator.n_latent, -1)
-        model.fit_identity_anonymizer(codes, generator=gen, iterations=10)
+        fit_identity_anonymizer(model, codes, generator=gen, iterations=10)
         latent_avg = generator.mean_latent(1000, generator=gen)
     return LReOrgPipeline(model, encoder, generator, latent_avg.reshape(1, -1), device=device,
                           output_size=output_size)

@@ -15,6 +15,8 @@ _EXPORTS = {
     "IdentityAnonymizer": "anonymizers", "AttributeAnonymizer": "anonymizers",
     "LaplaceIdentityAnonymizer": "anonymizers", "KAnonymityIdentityAnonymizer": "anonymizers",
     "PrivacyRecord": "privacy",
+    "LReOrgPipeline": "pipeline", "METHODS": "methods", "ProtectOptions": "methods",
+    "StyleMixAnonymizer": "stylemix",
     "KEYWORDS": "keywords", "Keyword": "keywords",
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]

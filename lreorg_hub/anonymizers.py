@@ -1,8 +1,8 @@
 """Key-feature anonymizers (SPEC §4, paper §3.3) and the latent baselines beside them.
 
 All fitted state lives in persistent buffers, so it is saved with the bundle's safetensors and
-only shapes go in config.json. Randomness comes in as a ``torch.Generator``; nothing touches
-the global RNG.
+only shapes go in config.json. Randomness comes in as a ``torch.Generator``; without one, a
+fresh generator seeded from OS entropy is used. Nothing touches torch's global RNG.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from .privacy import fresh_generator
 
 __all__ = ["MECHANISMS", "GroupDraw", "kmeans", "check_epsilon", "check_rank_window",
            "exponential_mechanism_probabilities", "window_utilities", "strict_utilities",
@@ -108,6 +110,7 @@ def kmeans(x: Tensor, num_clusters: int, iterations: int = 50,
     Returns (centres (k, D), labels (N,)). Empty clusters are re-seeded with the point farthest
     from its centre, so every cluster ends with at least one member.
     """
+    generator = generator if generator is not None else fresh_generator()
     n = x.shape[0]
     if not 1 <= num_clusters <= n:
         raise ValueError(f"k-means needs 1 <= num_clusters <= number of points ({n}), "
@@ -198,6 +201,7 @@ class IdentityAnonymizer(_FittedModule):
         if features.shape[0] < self.num_members:
             raise ValueError(f"need at least num_members={self.num_members} features, "
                              f"got {features.shape[0]}")
+        generator = generator if generator is not None else fresh_generator()
         centres, labels = kmeans(_flat(features), self.num_groups, iterations, generator)
         keep = self._stratified_subset(labels, generator)
         self.centres.copy_(centres.reshape(self.centres.shape))
@@ -258,6 +262,7 @@ class IdentityAnonymizer(_FittedModule):
     def draw(self, f: Tensor, epsilon: float, rank_window: tuple[int, int],
              mechanism: str = "window", generator: torch.Generator | None = None) -> GroupDraw:
         """Draw a group per row with the mechanism, then one of its members uniformly."""
+        generator = generator if generator is not None else fresh_generator()
         probs = self.probabilities(f, epsilon, rank_window, mechanism)
         group = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1)
         # Uniform member of the drawn group: members sorted by group, pick offset ⌊u·count⌋.
@@ -358,6 +363,7 @@ class LaplaceIdentityAnonymizer(nn.Module):
         if eps == 0:
             raise ValueError("the Laplace mechanism needs epsilon > 0 (ε = 0 is infinite noise)")
         scale = self.sensitivity / eps
+        generator = generator if generator is not None else fresh_generator()
         # Laplace by inverse CDF from a uniform draw, so the passed generator controls it.
         u = torch.rand(f.shape, generator=generator, dtype=torch.float64) - 0.5
         noise = -scale * torch.sign(u) * torch.log1p(-2.0 * u.abs())

@@ -8,9 +8,13 @@ its forward and inverse side by side so the algebra can be checked by eye agains
 
 from __future__ import annotations
 
+import math
+
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
+
+from .privacy import fresh_generator
 
 __all__ = ["soft_clamp", "ConditionalLinear", "DenseBlock", "ConditionBlock",
            "DisentangleBlock", "CDFNet"]
@@ -133,19 +137,51 @@ class CDFNet(nn.Module, PyTorchModelHubMixin,
         if dense_layers < 0 or not clamp > 0:
             raise ValueError("dense_layers must be >= 0 and clamp > 0")
         self.latent_dim, self.num_rows, self.cond_dim = latent_dim, num_rows, cond_dim
-        # Deterministic initial weights that leave the caller's global RNG state untouched
-        # (randomness of the method itself only ever comes from a passed torch.Generator).
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            # Small random init: distinct rows from the start, negligible next to a CLIP
-            # embedding.
-            self.row_embedding = nn.Parameter(torch.randn(num_rows, cond_dim) * 0.02)
+        # Built on the meta device so torch's layer init never draws from the global RNG,
+        # then materialised where the caller builds (the default device, or meta again) and
+        # initialised by reset_parameters from OS entropy (the one randomness policy).
+        device = torch.empty(0).device
+        with torch.device("meta"):
+            self.row_embedding = nn.Parameter(torch.empty(num_rows, cond_dim))
             self.condition_blocks = nn.ModuleList(
                 ConditionBlock(latent_dim, cond_dim, hidden_dim, clamp)
                 for _ in range(num_blocks))
             self.disentangle_blocks = nn.ModuleList(
                 DisentangleBlock(latent_dim, dense_growth, dense_layers, clamp)
                 for _ in range(num_blocks))
+        self.to_empty(device=device)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None,
+                         output_std: float = 0.0) -> "CDFNet":
+        """Draw every weight from ``generator`` (a fresh OS-entropy one when None; the global
+        RNG is never touched): PyTorch's default Linear init (U(±1/√fan_in) for weights and
+        biases), an N(0, 0.02²) row embedding (distinct rows, negligible next to a CLIP
+        embedding), and every φ/ψ output layer at N(0, output_std²) (0, the default: exactly
+        zero, so a new network is the identity map).
+
+        Swap training needs ``output_std > 0``: with all output layers at zero every key
+        feature is 0 and ∂s′/∂f = 0, so the swapped codes equal the originals to first order
+        in the weights and every swap-loss gradient vanishes (a stationary point).
+        """
+        from .backbones._init import kaiming_uniform_, randn_, uniform_
+
+        if not output_std >= 0:
+            raise ValueError(f"output_std must be >= 0, got {output_std!r}")
+        if self.row_embedding.is_meta:
+            return self
+        gen = generator if generator is not None else fresh_generator()
+        randn_(self.row_embedding, gen, std=0.02)
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                if name.endswith("fc_out"):
+                    randn_(module.weight, gen, std=output_std)
+                    module.bias.zero_()
+                else:
+                    kaiming_uniform_(module.weight, gen)
+                    uniform_(module.bias, gen, 1.0 / module.in_features ** 0.5)
+        return self
 
     # -- shapes ---------------------------------------------------------------------------
     def _rows(self, x: Tensor, name: str) -> Tensor:

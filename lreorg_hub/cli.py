@@ -276,9 +276,10 @@ def _check_anonymize_args(args: argparse.Namespace):
         raise ValueError(f"--bundle (Hub repo id or folder) is required for method "
                          f"{args.method!r}; style-mix needs only --backbone and --style-mix, the "
                          f"image baselines blur / pixelate / mask need none")
-    if info.needs == "backbone" and not (args.backbone and args.style_mix):
-        raise ValueError("--method style-mix needs --backbone (checkpoint) and --style-mix "
-                         "(fitted groups: `lreorg fit-style-mix`)")
+    if info.needs == "backbone" and not args.style_mix:
+        raise ValueError("--method style-mix needs --style-mix (fitted groups: `lreorg "
+                         "fit-style-mix`) and a backbone (--backbone, LREORG_BACKBONE_PATH or "
+                         "the default Hub file)")
     if args.revision is not None and not args.bundle:
         raise ValueError("--revision applies to --bundle, which was not given")
     if args.aligned and info.kind == "image":
@@ -378,6 +379,143 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
     return 1 if summary["errors"] else 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training.build import build_trainer
+    from .training.config import TrainingConfig
+    from .training.swap import latest_checkpoint
+
+    overrides = list(args.set)
+    for name in ("steps", "out", "device", "seed"):
+        if getattr(args, name) is not None:
+            overrides.append(f"{name}={json.dumps(getattr(args, name))}")
+    if args.quiet:
+        overrides.append("progress=false")
+    config_file = args.config
+    if args.resume and config_file is None:  # continue with the run's own configuration
+        config_file = latest_checkpoint(args.resume) / "config.json"
+    config = TrainingConfig.from_file(config_file, overrides)
+    trainer = build_trainer(config, resume=args.resume)
+    trainer.fit()
+    bundle = trainer.save_bundle()
+    summary = {"bundle": str(bundle), "steps": trainer.step,
+               "roundtrip_error": trainer.last_roundtrip, "log": str(Path(config.out) / "log.csv")}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_fit_anonymizers(args: argparse.Namespace) -> int:
+    import torch
+
+    from .backbones import load_backbone
+    from .model import LReOrg
+    from .training.build import seeded_init, resolve_device
+    from .training.fitting import fit_anonymizers
+    from .encoders import KeywordEncoder
+
+    device = resolve_device(args.device)
+    model = LReOrg.from_pretrained(args.bundle, revision=args.revision, map_location=device)
+    out = Path(args.out) if args.out else Path(args.bundle)
+    if not args.out and not Path(args.bundle).is_dir():
+        raise ValueError("--out is required when the bundle is a Hub repo id")
+    backbone = load_backbone(args.backbone if args.backbone else model.backbone).to(device)
+    clip_args = {"model_name": model.text_encoder["model_name"],
+                 "pretrained": model.text_encoder["pretrained"]}
+    if args.clip_model:
+        clip_args["model_name"] = args.clip_model
+    if args.clip_pretrained:
+        clip_args["pretrained"] = None if args.clip_pretrained == "none" else args.clip_pretrained
+    if args.clip_config:
+        clip_args["model_cfg"] = json.loads(Path(args.clip_config).read_text())
+    clip = seeded_init(KeywordEncoder, device=device, **clip_args)
+    report = fit_anonymizers(model, backbone.generator, clip, num_samples=args.samples,
+                             keywords=kw.parse_list(args.keywords) or None, seed=args.seed,
+                             iterations=args.iterations, batch_size=args.batch_size,
+                             output_size=args.output_size, progress=not args.quiet)
+    model.to(torch.device("cpu")).save_pretrained(out)
+    (out / "fitting.json").write_text(json.dumps(report.to_dict(), indent=2))
+    print(report.describe(), file=sys.stderr)
+    print(json.dumps({"bundle": str(out), **report.to_dict()}, indent=2))
+    return 0
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers (inf allowed), "
+                                         f"got {text!r}")
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .encoders import FFHQ_FACE_CROP, IdentityEncoder, KeywordEncoder
+    from .evaluation import ClipImageFeatures, EvalConfig, Evaluator, InceptionFeatures
+    from .pipeline import LReOrgPipeline
+
+    methods = [m.strip() for m in (args.methods or "").split(",") if m.strip()]
+    config = EvalConfig(
+        methods=methods or None,
+        anonymize=args.anonymize, recover=args.recover, epsilon=args.epsilon,
+        mechanism=args.mechanism, rank_window=list(args.rank_window) if args.rank_window else None,
+        epsilons=args.epsilons, attributes=args.attributes,
+        recovery_keywords=args.recovery_keywords, threshold=args.threshold, seed=args.seed,
+        judge=f"facenet {Path(args.judge).name}")
+    # Scorers first: a missing weight file should fail before any photo is touched.
+    judge = IdentityEncoder(pretrained=args.judge, crop=FFHQ_FACE_CROP)
+    clip_cfg = json.loads(Path(args.clip_config).read_text()) if args.clip_config else None
+    clip = KeywordEncoder(args.clip_model, model_cfg=clip_cfg,
+                          pretrained=None if args.clip_pretrained == "none"
+                          else args.clip_pretrained)
+    features = (ClipImageFeatures(clip) if args.fid_features == "clip"
+                else InceptionFeatures(weights_path=args.fid_weights))
+    if args.bundle or args.style_mix:
+        pipe = LReOrgPipeline.from_pretrained(
+            args.bundle, backbone=args.backbone, revision=args.revision, device=args.device,
+            style_mix=args.style_mix, output_size=args.output_size,
+            min_face_size=args.min_face_size)
+    else:  # the image baselines need no weights
+        pipe = LReOrgPipeline(device=args.device, min_face_size=args.min_face_size)
+    judge.to(pipe.device)
+    clip.to(pipe.device)
+    if isinstance(features, InceptionFeatures):
+        features.to(pipe.device)
+    evaluator = Evaluator(pipe, judge, clip, features, config)
+    results = evaluator.run(args.photos, args.out, progress=not args.quiet, restart=args.restart)
+    out = Path(args.out)
+    print((out / "results.md").read_text())
+    if not args.quiet:
+        print(f"wrote {out / 'results.json'}, {out / 'results.md'}, "
+              f"{out / 'privacy_utility.png'} ({results['photos']['evaluated']} photo(s))",
+              file=sys.stderr)
+    for failure in results["photos"]["failed"]:
+        print(f"lreorg: skipped {failure['photo']}: {failure['error']}", file=sys.stderr)
+    return 1 if results["photos"]["failed"] else 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from . import hub
+
+    if args.dry_run and not args.out:
+        raise ValueError("--dry-run needs --out DIR: the folder that would be uploaded")
+    if args.out and not args.dry_run:
+        raise ValueError("--out is only used with --dry-run")
+    if not Path(args.bundle).is_dir():
+        raise FileNotFoundError(f"{args.bundle} is not a bundle folder (config.json + "
+                                f"model.safetensors)")
+    if args.dry_run:
+        folder = hub.build_upload_folder(args.bundle, args.out, repo_id=args.repo_id,
+                                         eval_results=args.eval,
+                                         backbone_revision=args.backbone_revision)
+        print(f"dry run: {folder} holds what `lreorg push` would upload to {args.repo_id}:")
+        for path in sorted(folder.iterdir()):
+            print(f"  {path.name}  ({path.stat().st_size} bytes)")
+        return 0
+    url = hub.push(args.bundle, args.repo_id, eval_results=args.eval,
+                   backbone_revision=args.backbone_revision, private=args.private,
+                   token=args.token, commit_message=args.message)
+    print(url)
+    return 0
+
+
 def _cmd_demo_bundle(args: argparse.Namespace) -> int:
     from .demo import write_demo
 
@@ -385,12 +523,17 @@ def _cmd_demo_bundle(args: argparse.Namespace) -> int:
         paths = write_demo(args.directory, seed=args.seed, overwrite=args.force)
     except FileExistsError as e:
         raise ValueError(str(e)) from None
+    except OSError as e:  # unwritable place, disk full: one line, not a traceback
+        raise ValueError(f"could not write the demo into {args.directory}: "
+                         f"{e.strerror or e}") from None
     d = Path(args.directory)
     print(f"wrote a demo bundle with RANDOM weights (it shows the workflow, not real "
           f"anonymization):\n  bundle:   {paths['bundle']}\n  backbone: {paths['backbone']}\n"
           f"try:\n  lreorg info {paths['bundle']}\n"
           f"  LREORG_BACKBONE_PATH={paths['backbone']} lreorg anonymize PHOTO --out "
-          f"{d / 'out'} --bundle {paths['bundle']}")
+          f"{d / 'out'} --bundle {paths['bundle']}\n"
+          f"  lreorg anonymize PHOTO --out {d / 'out'} --method style-mix --backbone "
+          f"{paths['backbone']} --style-mix {paths['style_mix']}")
     return 0
 
 
@@ -565,6 +708,131 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_anonymize_dataset)
 
     p = sub.add_parser(
+        "train", help="keyword-based swap training of CDFNet (SPEC §5)",
+        description="Train a bundle's CDFNet by keyword-based swapping on latents from the "
+                    "generator's mapping network. Writes OUT/log.csv, OUT/checkpoints/step-N/ "
+                    "(safetensors + JSON, the effective configuration included) and, at the "
+                    "end, OUT/bundle/ with training.json. See docs/TRAINING.md.")
+    p.add_argument("--config", help="training configuration (.json or .toml; default: the "
+                                    "defaults, or the resumed run's own configuration)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one option (JSON value; a.b=... for nested), repeatable")
+    p.add_argument("--resume", metavar="RUN_OR_CHECKPOINT",
+                   help="continue bit-for-bit from a checkpoint folder or a run's newest one")
+    p.add_argument("--steps", type=int, help="total steps to reach (shorthand for --set)")
+    p.add_argument("--out", help="run folder (shorthand for --set out=...)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1…")
+    p.add_argument("--seed", type=int, help="seed of every draw (default: OS entropy, "
+                                            "not recorded)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "fit-anonymizers", help="fit GIA and KAA on synthetic faces from the mapping network",
+        description="Sample latents from the generator's mapping network (never encoded "
+                    "photos), cluster the identity key features into the bundle's m groups, "
+                    "label each attribute keyword's sub-categories with CLIP zero-shot on "
+                    "G(s), and store centres, members and sub-category means in the bundle. "
+                    "Prints group sizes and label balance; writes fitting.json beside it.")
+    p.add_argument("bundle", help="bundle folder (rewritten in place unless --out) or Hub id")
+    p.add_argument("--out", help="write the fitted bundle here instead")
+    p.add_argument("--revision", help="Hub revision of the bundle")
+    p.add_argument("--backbone", help="local e4e / rosinality checkpoint (default: the "
+                                      "bundle's configured Hub file; LREORG_BACKBONE_PATH)")
+    p.add_argument("--samples", type=int, default=10_000, help="sampled faces (default "
+                                                                "%(default)s)")
+    p.add_argument("--keywords", help="comma-separated keywords to fit (default: all)")
+    p.add_argument("--iterations", type=int, default=50, help="k-means iterations")
+    p.add_argument("--batch-size", type=int, default=16, help="faces rendered at once")
+    p.add_argument("--output-size", type=int, help="render CLIP's faces at this generator "
+                                                   "block (faster, coarser)")
+    p.add_argument("--clip-model", help="open_clip model (default: the bundle's)")
+    p.add_argument("--clip-pretrained", help="open_clip tag or file; 'none' = random weights "
+                                             "(tests only)")
+    p.add_argument("--clip-config", help="JSON file of open_clip model_cfg overrides")
+    p.add_argument("--seed", type=int, help="seed (default: OS entropy, not recorded)")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0…")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_fit_anonymizers)
+
+    p = sub.add_parser(
+        "eval", help="evaluate methods on a folder of face photos (PSR, detection, APR, FID)",
+        description="Run LReOrg and every baseline on the photos under PHOTOS and judge the "
+                    "outputs: PSR (a face recognizer, by default facenet's CASIA-WebFace model, "
+                    "the one LReOrg is not trained against), detection rate (MTCNN), APR and "
+                    "per-keyword recovery (CLIP zero-shot), FID, identity-similarity "
+                    "distributions, and an ε sweep. Writes OUT/results.md (paper Tables 2-8 "
+                    "layout), OUT/results.json, OUT/privacy_utility.png and OUT/records/ (one "
+                    "record per photo, no pixels); rerunning with the same options resumes.")
+    p.add_argument("photos", metavar="PHOTOS", help="folder of face photos (searched recursively)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--bundle", help="LReOrg bundle (Hub repo id or folder); without it only the "
+                                    "image baselines run")
+    p.add_argument("--revision", help="Hub revision of the bundle")
+    p.add_argument("--backbone", help="local e4e / rosinality checkpoint (default: the bundle's "
+                                      "configured Hub file)")
+    p.add_argument("--style-mix", help="fitted style-mix groups (folder from `lreorg "
+                                       "fit-style-mix`) to evaluate the training-free baseline")
+    p.add_argument("--methods", help="comma-separated methods (default: every method that can "
+                                     "run with what is loaded)")
+    p.add_argument("--anonymize", default=",".join(kw.DEFAULT_ANONYMIZE),
+                   help="keywords to anonymize (default: %(default)s)")
+    p.add_argument("--recover", default=",".join(kw.DEFAULT_RECOVER),
+                   help="keywords to recover (default: %(default)s)")
+    p.add_argument("--epsilon", type=float, help="ε of the main table (default: the bundle's)")
+    p.add_argument("--epsilons", type=_float_list, default=[0.5, 1.0, 4.0, 16.0],
+                   metavar="E1,E2", help="ε sweep for the privacy-utility plot (default: "
+                                         "0.5,1,4,16; 'inf' allowed; '' for none)")
+    p.add_argument("--mechanism", default="window", choices=["window", "strict"])
+    p.add_argument("--rank-window", type=_window, metavar="A,B")
+    p.add_argument("--attributes", default=",".join(kw.DEFAULT_RECOVER),
+                   help="keywords judged for APR (default: %(default)s)")
+    p.add_argument("--recovery-keywords", default=",".join((kw.IDENTITY, *kw.DEFAULT_RECOVER)),
+                   help="keywords of the recovery table (default: %(default)s)")
+    p.add_argument("--judge", default="casia-webface",
+                   help="face recognizer for PSR: casia-webface (default), vggface2 or a "
+                        "state-dict file of facenet's InceptionResnetV1")
+    p.add_argument("--threshold", type=float, default=0.4,
+                   help="judge's cosine-similarity match threshold (default: %(default)s)")
+    p.add_argument("--clip-model", default="ViT-B-32", help="open_clip model for APR")
+    p.add_argument("--clip-pretrained", default="laion2b_s34b_b79k",
+                   help="open_clip tag or checkpoint file for APR; 'none' = random weights "
+                        "(tests only)")
+    p.add_argument("--clip-config", help="JSON file of open_clip model_cfg overrides")
+    p.add_argument("--fid-features", default="inception", choices=["inception", "clip"],
+                   help="FID feature network: torchmetrics' Inception (default) or CLIP")
+    p.add_argument("--fid-weights", help="local torch-fidelity Inception weights (offline)")
+    p.add_argument("--seed", type=int, help="make the evaluation reproducible (default: OS "
+                                            "entropy, never recorded)")
+    p.add_argument("--min-face-size", type=int, default=20, help="smallest face, in pixels")
+    p.add_argument("--output-size", type=int, help="generator resolution to stop at")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0…")
+    p.add_argument("--restart", action="store_true", help="discard earlier records in OUT")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser(
+        "push", help="publish a bundle on the Hugging Face Hub with its model card",
+        description="Render the model card (licence, tags, backbone with its pinned revision, "
+                    "intended use, limitations, privacy guarantee and assumptions, evaluation "
+                    "table from --eval, CDFNet round-trip error from BUNDLE/training.json, "
+                    "citation) and upload config.json, model.safetensors and README.md to "
+                    "REPO_ID. --dry-run --out DIR writes exactly that folder instead.")
+    p.add_argument("bundle", metavar="BUNDLE", help="local bundle folder")
+    p.add_argument("repo_id", metavar="REPO_ID", help="Hub model repo, namespace/name")
+    p.add_argument("--eval", metavar="RESULTS_JSON", help="lreorg eval's results.json for the "
+                                                          "card's evaluation table")
+    p.add_argument("--backbone-revision", metavar="COMMIT",
+                   help="pin the backbone checkpoint repo to this commit (required unless the "
+                        "bundle already records one)")
+    p.add_argument("--private", action="store_true", help="create the repo as private")
+    p.add_argument("--token", help="Hub token (default: the logged-in one / HF_TOKEN)")
+    p.add_argument("--message", default="Upload LReOrg bundle", help="commit message")
+    p.add_argument("--dry-run", action="store_true", help="write the upload folder, push nothing")
+    p.add_argument("--out", help="with --dry-run: the folder to write")
+    p.set_defaults(func=_cmd_push)
+
+    p = sub.add_parser(
         "demo-bundle", help="write a small random-weight bundle + backbone to try every "
                             "command offline",
         description="Write DIR/bundle (an LReOrg bundle: config.json, model.safetensors, card) "
@@ -582,7 +850,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="k-means groups of mapping-network samples (synthetic identities only) for "
                     "--method style-mix; writes style_mix_config.json + style_mix.safetensors.")
     p.add_argument("out", help="output folder")
-    p.add_argument("--backbone", required=True, help="e4e / rosinality checkpoint")
+    p.add_argument("--backbone", help="e4e / rosinality checkpoint (default: "
+                                      "LREORG_BACKBONE_PATH, else the default Hub file)")
     p.add_argument("--groups", type=int, default=64, help="number of groups m")
     p.add_argument("--members", type=int, default=1024, help="member bank size")
     p.add_argument("--samples", type=int, default=10_000, help="mapping-network samples")
@@ -592,7 +861,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_fit_style_mix)
 
     p = sub.add_parser("bench", help="run a benchmark (prints a table, writes JSON)")
-    p.add_argument("target", choices=["backbones", "pipeline", "dataset"])
+    p.add_argument("target", choices=["backbones", "pipeline", "training", "dataset"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     p.set_defaults(func=_cmd_bench)
     return parser

@@ -18,9 +18,10 @@ import torch
 from . import keywords as kw
 from .backbones import Backbone, E4EEncoder, StyleGAN2Generator
 from .model import LReOrg
+from .stylemix import StyleMixAnonymizer
 
-__all__ = ["DEMO_BACKBONE", "DEMO_BUNDLE", "build_demo_backbone", "build_demo_bundle",
-           "save_e4e_checkpoint", "write_demo"]
+__all__ = ["DEMO_BACKBONE", "DEMO_BUNDLE", "DEMO_STYLE_MIX", "build_demo_backbone",
+           "build_demo_bundle", "build_demo_style_mix", "save_e4e_checkpoint", "write_demo"]
 
 #: The demo backbone: 128 px output (large enough to see), 12 W+ rows of 64, few channels,
 #: so one photo runs in a fraction of a second on a laptop CPU.
@@ -83,12 +84,29 @@ def build_demo_bundle(backbone: Backbone, seed: int = 0, *,
     with torch.no_grad():
         w = backbone.generator.sample_w(fit_samples, generator=gen)
     codes = w.reshape(fit_samples, 1, dim).expand(-1, rows, -1)
-    model.fit_identity_anonymizer(codes, generator=gen)
+    from .training.fitting import fit_attribute_anonymizer, fit_identity_anonymizer
+
+    fit_identity_anonymizer(model, codes, generator=gen)
     for name in model.keywords:
         if name != kw.IDENTITY:
             count = model.attribute_anonymizer(name).num_subcategories
-            model.fit_attribute_anonymizer(name, codes, torch.arange(fit_samples) % count)
+            fit_attribute_anonymizer(model, name, codes, torch.arange(fit_samples) % count)
     return model.eval()
+
+
+#: The demo style-mix groups: 16 groups, 256 synthetic members, fitted on 2048 samples.
+DEMO_STYLE_MIX = dict(num_groups=16, num_members=256, fit_samples=2048)
+
+
+def build_demo_style_mix(backbone: Backbone, seed: int = 0, *,
+                         num_groups: int = DEMO_STYLE_MIX["num_groups"],
+                         num_members: int = DEMO_STYLE_MIX["num_members"],
+                         fit_samples: int = DEMO_STYLE_MIX["fit_samples"]) -> StyleMixAnonymizer:
+    """style-mix groups fitted on ``backbone``'s generator (mapping-network samples only)."""
+    g = backbone.generator
+    style_mix = StyleMixAnonymizer(num_groups, num_members, g.style_dim, g.n_latent)
+    return style_mix.fit(g, num_samples=fit_samples,
+                         generator=torch.Generator().manual_seed(seed)).eval()
 
 
 def save_e4e_checkpoint(backbone: Backbone, path: str | Path) -> Path:
@@ -110,10 +128,11 @@ def save_e4e_checkpoint(backbone: Backbone, path: str | Path) -> Path:
 
 
 def write_demo(directory: str | Path, seed: int = 0, overwrite: bool = False) -> dict:
-    """Write ``directory/bundle/`` (save_pretrained) and ``directory/backbone.pt`` (e4e).
+    """Write ``directory/bundle/`` (save_pretrained), ``directory/backbone.pt`` (e4e) and
+    ``directory/style_mix/`` (fitted style-mix groups).
 
     Refuses to replace an existing demo unless ``overwrite``. Returns the paths:
-    {"bundle": ..., "backbone": ...}.
+    {"bundle": ..., "backbone": ..., "style_mix": ...}.
     """
     directory = Path(directory).expanduser()
     if directory.exists() and not directory.is_dir():
@@ -127,4 +146,6 @@ def write_demo(directory: str | Path, seed: int = 0, overwrite: bool = False) ->
     model = build_demo_bundle(backbone, seed)
     model.save_pretrained(bundle_dir)
     save_e4e_checkpoint(backbone, backbone_file)
-    return {"bundle": str(bundle_dir), "backbone": str(backbone_file)}
+    style_mix_dir = build_demo_style_mix(backbone, seed).save_pretrained(directory / "style_mix")
+    return {"bundle": str(bundle_dir), "backbone": str(backbone_file),
+            "style_mix": str(style_mix_dir)}

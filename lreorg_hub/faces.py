@@ -1,6 +1,6 @@
 """Face detection (MTCNN), FFHQ-style alignment from five landmarks, and paste-back.
 
-Geometry (``/work/shared/reference/checkpoint_layouts.md`` §4): the FFHQ recipe turns the eye
+Geometry (``shared/reference/checkpoint_layouts.md`` §4): the FFHQ recipe turns the eye
 and mouth landmarks into an oriented square, the *quad*, with corners UL, LL, LR, UR in 0-based
 pixel-index coordinates of the photo. Aligned pixel (i, j) of an S×S crop (i = column, j = row)
 shows the photo at
@@ -444,9 +444,12 @@ class FaceDetector:
         self.output_size = int(output_size)
         self.transform_size = transform_size
         self.pad = bool(pad)
-        self.mtcnn = MTCNN(min_face_size=self.min_face_size, thresholds=list(self.thresholds),
-                           factor=self.factor, keep_all=True, select_largest=False,
-                           device=self.device).eval()
+        # facenet-pytorch's layers draw their (immediately overwritten) initial weights from
+        # torch's global RNG; fork_rng puts the caller's RNG state back afterwards.
+        with torch.random.fork_rng(devices=[]):
+            self.mtcnn = MTCNN(min_face_size=self.min_face_size,
+                               thresholds=list(self.thresholds), factor=self.factor,
+                               keep_all=True, select_largest=False, device=self.device).eval()
 
     def locate(self, image: Image.Image | np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
         """Raw detections (box, landmarks, score), filtered and sorted, without alignment."""

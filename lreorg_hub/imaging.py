@@ -87,6 +87,27 @@ def _check_size(width: int, height: int, max_pixels: int | None, what: str) -> N
         )
 
 
+#: Formats whose extra frames are not part of the picture: an MPO (the multi-picture JPEG that
+#: many phone cameras write) holds the photo first and previews / depth maps after it.
+FIRST_FRAME_FORMATS = {"MPO"}
+
+
+def _check_single_frame(img: Image.Image, what: str) -> None:
+    """Refuse animations and multi-page files rather than anonymize one frame of them.
+
+    Using only the first frame would hand back a still image while the user may believe the
+    whole animation (or every page) was protected; refusing says so before anything runs.
+    """
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1 and img.format not in FIRST_FRAME_FORMATS:
+        kind = {"GIF": "an animated GIF", "TIFF": "a multi-page TIFF", "PNG": "an animated PNG",
+                "WEBP": "an animated WebP"}.get(img.format, f"a {img.format} file")
+        raise ImageLoadError(
+            f"image {what} has {frames} frames ({kind}); only single-frame images are "
+            f"processed, so that no frame is left unprotected by mistake. Save each frame you "
+            f"want as its own image and pass those instead")
+
+
 def _open(source: ImageSource, max_pixels: int | None) -> Image.Image:
     """Open a path / bytes / file object and decode it fully, with clear errors."""
     what = _describe(source)
@@ -104,6 +125,7 @@ def _open(source: ImageSource, max_pixels: int | None) -> Image.Image:
             with Image.open(source) as img:
                 # The header is enough to know the size: refuse before decoding any pixel data.
                 _check_size(img.width, img.height, max_pixels, what)
+                _check_single_frame(img, what)
                 img.load()  # decoded pixels stay usable after the file is closed
     except ImageLoadError:
         raise
@@ -198,6 +220,7 @@ def load_image(
     if isinstance(source, np.ndarray):
         img = to_pil(source)
     elif isinstance(source, Image.Image):
+        _check_single_frame(source, _describe(source))
         img = source
     else:
         img = _open(source, max_pixels)

@@ -30,7 +30,7 @@ from .anonymizers import (MECHANISMS, AttributeAnonymizer, IdentityAnonymizer,
                           KAnonymityIdentityAnonymizer, LaplaceIdentityAnonymizer,
                           check_epsilon, check_rank_window)
 from .cdfnet import CDFNet
-from .privacy import PrivacyRecord, make_generator
+from .privacy import PrivacyRecord, fresh_generator, make_generator
 from .reachability import hub_reachable
 
 __all__ = ["LReOrg", "ReorganizeResult", "IDENTITY_METHODS", "BundleError",
@@ -240,8 +240,8 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
         identity map, which would make every key feature 0). Anonymizers still need fitting.
         """
         model = cls(**config)
-        if generator is None:  # reproducible by default, and never the global RNG
-            generator = torch.Generator().manual_seed(0)
+        if generator is None:  # the one policy: OS entropy, never the global RNG
+            generator = fresh_generator()
         with torch.no_grad():
             for p in model.cdfnet.parameters():
                 p.copy_(torch.randn(p.shape, generator=generator) * std)
@@ -289,28 +289,6 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
 
     def attribute_anonymizer(self, keyword: str) -> AttributeAnonymizer:
         return self.attribute_anonymizers[kw.KEYWORDS[kw.get(keyword, self.keywords).name].slug]
-
-    # -- fitting the anonymizers (SPEC §4) --------------------------------------------------
-    @torch.no_grad()
-    def fit_identity_anonymizer(self, codes: Tensor, iterations: int = 50,
-                                generator: torch.Generator | None = None,
-                                batch_size: int = 1024) -> IdentityAnonymizer:
-        """GIA fitting: identity key features of many codes (e.g. sampled from the generator's
-        mapping network), clustered into the bundle's m groups."""
-        features = torch.cat([self.disentangle(c, kw.IDENTITY)[0]
-                              for c in codes.split(batch_size)])
-        return self.identity_anonymizer.fit(features, iterations, generator)
-
-    @torch.no_grad()
-    def fit_attribute_anonymizer(self, keyword: str, codes: Tensor, labels: Tensor,
-                                 batch_size: int = 1024) -> AttributeAnonymizer:
-        """KAA fitting: average the keyword's key features per sub-category label (N,), e.g.
-        the CLIP zero-shot label of each code's image."""
-        name = kw.get(keyword, self.keywords).name
-        if name == kw.IDENTITY:
-            raise ValueError("identity is anonymized by GIA: use fit_identity_anonymizer")
-        features = torch.cat([self.disentangle(c, name)[0] for c in codes.split(batch_size)])
-        return self.attribute_anonymizer(name).fit(features, labels.to(features.device))
 
     # -- the method in latent space ---------------------------------------------------------
     def disentangle(self, codes: Tensor, keyword: str) -> tuple[Tensor, Tensor]:

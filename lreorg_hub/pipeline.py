@@ -154,7 +154,8 @@ class LReOrgPipeline:
         ``backbone`` is a ``Backbone`` (encoder, generator, latent_avg), a local checkpoint
         path, or None to use the bundle's configured Hub checkpoint (repo id, file, revision).
         ``style_mix`` is a fitted ``StyleMixAnonymizer`` or a folder / repo id of one. With
-        ``bundle=None`` the pipeline runs style-mix (when given) and the image baselines.
+        ``bundle=None`` the pipeline runs style-mix and the image baselines; the backbone then
+        defaults to ``$LREORG_BACKBONE_PATH`` or the default Hub checkpoint.
         ``torch_dtype``: the backbone's precision (see :meth:`to`).
         """
         if torch_dtype is not None:
@@ -167,13 +168,13 @@ class LReOrgPipeline:
             from .stylemix import StyleMixAnonymizer
 
             style_mix = StyleMixAnonymizer.from_pretrained(style_mix)
-        if model is None and backbone is None:
-            raise ValueError("without a bundle, pass backbone= (a Backbone or a checkpoint "
-                             "path) for style-mix, or build LReOrgPipeline() for the image "
-                             "baselines only")
+        if model is None and style_mix is None:
+            raise ValueError("nothing to load: give a bundle, or style_mix= (fitted groups) "
+                             "with a backbone; LReOrgPipeline() runs the image baselines only")
         if not isinstance(backbone, Backbone):
             # None: the bundle's configured Hub checkpoint (LREORG_BACKBONE_* overrides apply).
-            backbone = load_backbone(model.backbone if backbone is None else backbone)
+            backbone = load_backbone(backbone if backbone is not None or model is None
+                                     else model.backbone)
         return cls(model, backbone.encoder, backbone.generator, backbone.latent_avg,
                    device=device, style_mix=style_mix, **kwargs)
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
-__all__ = ["PrivacyRecord", "make_generator", "GUARANTEES", "SCOPE_NOTE", "NO_DP_NOTE",
+__all__ = ["PrivacyRecord", "make_generator", "fresh_generator", "GUARANTEES", "SCOPE_NOTE", "NO_DP_NOTE",
            "OS_ENTROPY_NOTE", "USER_SEED_WARNING", "SEED_MAX", "DP_MECHANISMS"]
 
 #: Largest seed a torch.Generator accepts (manual_seed takes 64-bit unsigned values).
@@ -61,6 +61,12 @@ USER_SEED_WARNING = ("This output was drawn with a seed you chose, recorded here
                      "candidate photos and recognise the true one: sharing the seed with the "
                      "output voids the privacy guarantee. Keep the seed secret, or leave it "
                      "unset (OS entropy) for outputs you publish.")
+
+
+def fresh_generator() -> torch.Generator:
+    """A CPU generator seeded from OS entropy: what every function that draws uses when it is
+    given no generator (the one randomness policy; torch's global RNG is never used)."""
+    return make_generator(None)[0]
 
 
 def make_generator(seed: int | None) -> tuple[torch.Generator, int | None, str]:
@@ -147,6 +153,17 @@ class PrivacyRecord:
                                   f"{eps}."))
             if infinite and NO_DP_NOTE not in self.warnings:
                 self.warnings.append(NO_DP_NOTE)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PrivacyRecord":
+        """Rebuild a record from ``to_dict()`` output (e.g. a pipeline result's ``record``,
+        whose extra keys such as ``method`` are ignored), "inf" read back as ∞."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in d.items() if k in names}
+        for key in ("epsilon", "epsilon_total"):
+            if values.get(key) == "inf":
+                values[key] = math.inf
+        return cls(**values)
 
     def to_dict(self) -> dict:
         """JSON-ready: ε = ∞ (per draw and in total) is written as the string "inf"."""

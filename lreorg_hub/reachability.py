@@ -8,9 +8,9 @@ clear message when the Hub is not there.
 
 from __future__ import annotations
 
-import socket
 import time
-from urllib.parse import urlparse
+import urllib.error
+import urllib.request
 
 from huggingface_hub import constants
 
@@ -24,7 +24,7 @@ _answers: dict[str, tuple[float, bool]] = {}
 
 def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
     """False when offline mode is on (HF_HUB_OFFLINE) or the Hub endpoint (HF_ENDPOINT)
-    does not accept a TCP connection within ``timeout`` seconds."""
+    gives no HTTP answer within ``timeout`` seconds (one request, no retries)."""
     if constants.HF_HUB_OFFLINE:
         return False
     endpoint = constants.ENDPOINT
@@ -32,12 +32,15 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
     cached = _answers.get(endpoint)
     if cached is not None and now - cached[0] < _CACHE_S:
         return cached[1]
-    url = urlparse(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
+    # An HTTP request, not just a TCP connect: some networks accept every connection at a
+    # proxy and never answer. Any HTTP status means the Hub is there.
     try:
-        socket.create_connection((url.hostname, port), timeout=timeout).close()
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"),
+                               timeout=timeout).close()
         answer = True
-    except (OSError, ValueError):
+    except urllib.error.HTTPError:
+        answer = True
+    except (OSError, ValueError):  # URLError, timeouts, refused, unresolvable, bad URL
         answer = False
     _answers[endpoint] = (now, answer)
     return answer

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from .anonymizers import GroupDraw, IdentityAnonymizer, check_epsilon, check_rank_window
 
 __all__ = ["StyleMixAnonymizer", "StyleMixResult", "default_style_rows", "check_style_rows",
-           "build_demo_style_mix", "STYLE_MIX_LABEL"]
+           "STYLE_MIX_LABEL"]
 
 STYLE_MIX_LABEL = "style-mix (training-free baseline)"
 CONFIG_NAME = "style_mix_config.json"
@@ -238,11 +238,3 @@ class StyleMixAnonymizer(nn.Module):
             raise ValueError(f"{weights_file} holds unfitted style-mix groups")
         return model.to(map_location).eval()
 
-
-def build_demo_style_mix(backbone, seed: int = 0, num_groups: int = 16,
-                         num_members: int = 256, num_samples: int = 2048) -> StyleMixAnonymizer:
-    """Style-mix groups fitted on a backbone's generator with a fixed seed (demos, tests)."""
-    g = backbone.generator
-    style_mix = StyleMixAnonymizer(num_groups, num_members, g.style_dim, g.n_latent)
-    return style_mix.fit(g, num_samples=num_samples,
-                         generator=torch.Generator().manual_seed(seed)).eval()

@@ -78,13 +78,14 @@ def make_lossless_projection(cdfnet, p: int) -> None:
 
 
 def fit_anonymizers(model, generator: torch.Generator, count: int = 256) -> None:
-    """Fit GIA and every KAA of a bundle on key features of random codes."""
-    codes = torch.randn(count, model.cdfnet.num_rows, model.cdfnet.latent_dim,
-                        generator=generator)
-    model.fit_identity_anonymizer(codes, generator=generator)
+    """Fit GIA and every KAA of a bundle on key features of random W codes."""
+    from lreorg_hub.training.fitting import fit_attribute_anonymizer, fit_identity_anonymizer
+
+    codes = torch.randn(count, model.cdfnet.latent_dim, generator=generator)
+    fit_identity_anonymizer(model, codes, generator=generator)
     for name in model.keywords[1:]:
         count_sub = model.attribute_anonymizer(name).num_subcategories
-        model.fit_attribute_anonymizer(name, codes, torch.arange(count) % count_sub)
+        fit_attribute_anonymizer(model, name, codes, torch.arange(count) % count_sub)
 
 
 # -- photo pipeline: a tiny backbone and a bundle that fits it, built by the real classes -----
@@ -116,6 +117,18 @@ def build_photo_bundle(backbone, seed: int = 0):
         backbone, seed, num_groups=8, num_members=64, rank_window=[2, 6], fit_samples=256,
         cdfnet=dict(cond_dim=16, num_blocks=2, hidden_dim=32, dense_growth=8, dense_layers=2),
         backbone_config={"repo_id": "local/tiny", "filename": "tiny_e4e.pt", "size": 64})
+
+
+def build_tiny_style_mix(backbone, seed: int = 0):
+    """style-mix groups for the tiny backbone (8 groups, 64 members of 512 mapping samples)."""
+    from lreorg_hub.demo import build_demo_style_mix
+
+    return build_demo_style_mix(backbone, seed, num_groups=8, num_members=64, fit_samples=512)
+
+
+@pytest.fixture(scope="session")
+def tiny_style_mix(tiny_backbone):
+    return build_tiny_style_mix(tiny_backbone)
 
 
 @pytest.fixture(scope="session")

@@ -128,8 +128,19 @@ def test_save_and_strict_load_roundtrip(tmp_path, gen):
         CDFNet.from_pretrained(tmp_path / "cdf", hidden_dim=32)
 
 
-def test_construction_is_deterministic_and_leaves_the_global_rng_alone():
-    state = torch.get_rng_state()
+def test_construction_draws_from_os_entropy_and_leaves_the_global_rng_alone():
+    state = torch.random.get_rng_state()
     a, b = CDFNet(**TINY_CDFNET), CDFNet(**TINY_CDFNET)
-    assert torch.equal(state, torch.get_rng_state())
+    assert torch.equal(state, torch.random.get_rng_state())
+    # No generator given: a fresh OS-entropy one, so two new networks differ...
+    assert not torch.equal(a.row_embedding, b.row_embedding)
+    # ...and a passed generator makes the initialisation reproducible.
+    a.reset_parameters(torch.Generator().manual_seed(3))
+    b.reset_parameters(torch.Generator().manual_seed(3))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert torch.equal(state, torch.random.get_rng_state())
+    g = torch.Generator().manual_seed(4)
+    s, k = torch.randn(2, 4, 16, generator=g), torch.randn(12, generator=g)
+    with torch.no_grad():
+        f, r = a(s, k)                              # still the identity map when new
+    assert torch.equal(f, torch.zeros_like(f)) and torch.equal(r, s)

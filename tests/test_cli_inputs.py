@@ -19,15 +19,13 @@ def photo(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory, photo_bundle, tiny_backbone):
+def weights(tmp_path_factory, photo_bundle, tiny_backbone, tiny_style_mix):
     from conftest import save_as_e4e_checkpoint
-    from lreorg_hub.stylemix import build_demo_style_mix
 
     root = tmp_path_factory.mktemp("weights")
     photo_bundle.save_pretrained(root / "bundle")
     save_as_e4e_checkpoint(tiny_backbone, root / "tiny.pt")
-    build_demo_style_mix(tiny_backbone, num_groups=8, num_members=64,
-                         num_samples=512).save_pretrained(root / "sm")
+    tiny_style_mix.save_pretrained(root / "sm")
     return root
 
 
@@ -87,8 +85,8 @@ def run(argv, capsys):
      "seed does not apply to method 'k-anonymity'; it takes: anonymize, recover"),
     (["--method", "laplace", "--bundle", "b", "--epsilon", "0"],
      "the Laplace mechanism needs epsilon > 0"),
-    (["--method", "style-mix", "--backbone", "x.pt"], "--method style-mix needs --backbone "
-                                                      "(checkpoint) and --style-mix"),
+    (["--method", "style-mix", "--backbone", "x.pt"], "--method style-mix needs --style-mix "
+                                                      "(fitted groups"),
     (["--method", "style-mix", "--recover", "age"], "recover does not apply to method "
                                                     "'style-mix'"),
     (["--method", "style-mix", "--anonymize", "identity,age"],
@@ -233,3 +231,12 @@ def test_fit_style_mix_command(weights, tmp_path, capsys):
                  "--groups", "4", "--members", "16", "--samples", "64", "--seed", "0"]) == 0
     loaded = StyleMixAnonymizer.from_pretrained(tmp_path / "sm")
     assert loaded.fitted and loaded.num_groups == 4 and loaded.rows == (2, 4)
+
+
+def test_a_text_file_as_backbone_is_one_clear_line(photo, weights, tmp_path, capsys):
+    (tmp_path / "notes.pt").write_text("hello, I am not a checkpoint\n")
+    code, err = run([str(photo), "--out", str(tmp_path / "out"), "--bundle",
+                     str(weights / "bundle"), "--backbone", str(tmp_path / "notes.pt"),
+                     "--device", "cpu"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "could not be read as a PyTorch checkpoint" in err and "weights_only" not in err

@@ -39,6 +39,11 @@ def test_demo_bundle_writes_real_formats(demo_dir, capsys):
     assert backbone.generator.size == DEMO_BACKBONE["size"] and backbone.encoder is not None
     assert (model.cdfnet.num_rows, model.cdfnet.latent_dim) == (
         backbone.n_latent, backbone.generator.style_dim)
+    from lreorg_hub.stylemix import StyleMixAnonymizer
+
+    style_mix = StyleMixAnonymizer.from_pretrained(demo_dir / "style_mix")  # strict load
+    assert style_mix.fitted and (style_mix.num_rows, style_mix.style_dim) == (
+        backbone.n_latent, backbone.generator.style_dim)
 
 
 def test_demo_bundle_refuses_to_overwrite(demo_dir, capsys):
@@ -93,3 +98,26 @@ def test_cli_runs_offline_on_the_demo_with_the_env_backbone(demo_dir, clean_env,
     assert changed.sum() > 0                                     # the face region was replaced
     record = json.loads((out / "a.json").read_text())["record"]
     assert record["seed"] is None and record["method"] == "lreorg"
+
+
+def test_demo_bundle_into_a_file_or_unwritable_place_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["demo-bundle", str(tmp_path / "file")]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+    # Below a regular file nothing can be created, whoever runs the test (root included).
+    assert main(["demo-bundle", str(tmp_path / "file" / "demo")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lreorg: error: could not write the demo") and err.count("\n") == 1
+
+
+def test_cli_runs_style_mix_offline_on_the_demo(demo_dir, clean_env, tmp_path, astronaut):
+    """The training-free baseline with only the backbone (from the environment) and groups."""
+    astronaut.save(tmp_path / "a.jpg")
+    clean_env.setenv(ENV_PATH, str(demo_dir / "backbone.pt"))
+    out = tmp_path / "out"
+    assert main(["anonymize", str(tmp_path / "a.jpg"), "--out", str(out), "--method",
+                 "style-mix", "--style-mix", str(demo_dir / "style_mix"), "--device", "cpu",
+                 "--quiet"]) == 0
+    record = json.loads((out / "a.json").read_text())["record"]
+    assert record["method"] == "style-mix" and record["seed"] is None
+    assert record["method_label"] == "style-mix (training-free baseline)"

@@ -255,3 +255,44 @@ def test_tensor_roundtrip():
     assert (np.asarray(tensor_to_pil(torch.full((1, 3, 2, 2), 3.0))) == 255).all()  # clipped
     with pytest.raises(ValueError):
         tensor_to_pil(torch.zeros(2, 3, 4, 4))
+
+
+# -- inputs with more than one frame: refused (MPO phone photos: the primary image) ----------
+def _frames(n=3, size=(24, 16)):
+    from PIL import Image
+
+    return [Image.new("RGB", size, (40 * i, 100, 200 - 40 * i)) for i in range(n)]
+
+
+@pytest.mark.parametrize("fmt, kind", [("GIF", "an animated GIF"),
+                                       ("TIFF", "a multi-page TIFF"),
+                                       ("PNG", "an animated PNG")])
+def test_multi_frame_files_are_refused_with_a_message(tmp_path, fmt, kind):
+    frames = _frames()
+    path = tmp_path / f"anim.{fmt.lower()}"
+    frames[0].save(path, format=fmt, save_all=True, append_images=frames[1:])
+    for source in (path, path.read_bytes()):
+        with pytest.raises(ImageLoadError) as info:
+            load_image(source)
+        msg = str(info.value)
+        assert f"has 3 frames ({kind})" in msg and "only single-frame images" in msg
+    from PIL import Image
+
+    with Image.open(path) as opened, pytest.raises(ImageLoadError, match="has 3 frames"):
+        load_image(opened)                               # an open PIL image too
+
+
+def test_single_frame_gif_still_loads(tmp_path):
+    _frames(1)[0].save(tmp_path / "one.gif")
+    assert load_image(tmp_path / "one.gif").size == (24, 16)
+
+
+def test_mpo_phone_photo_uses_the_primary_image(tmp_path):
+    frames = _frames(2)
+    frames[0].save(tmp_path / "phone.mpo", format="MPO", save_all=True,
+                   append_images=frames[1:], quality=95)
+    with Image.open(tmp_path / "phone.mpo") as opened:
+        assert (opened.format, opened.n_frames) == ("MPO", 2)
+    out = load_image(tmp_path / "phone.mpo")
+    expected = np.asarray(frames[0], dtype=np.int16)
+    assert np.abs(np.asarray(out, dtype=np.int16) - expected).max() < 12   # JPEG-coded frame 0

@@ -6,6 +6,7 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file, save_file
 
 from lreorg_hub.model import BundleError, LReOrg
+from lreorg_hub.training.fitting import fit_identity_anonymizer
 
 from conftest import TINY_CDFNET, build_tiny_bundle, fit_anonymizers, make_lossless_projection
 
@@ -126,7 +127,7 @@ def test_untrained_network_gives_a_clear_fitting_error(gen):
     model = LReOrg(cdfnet=TINY_CDFNET, num_groups=8, num_members=64)
     with pytest.raises(ValueError, match="an untrained CDFNet maps every code to the key "
                                          "feature 0"):
-        model.fit_identity_anonymizer(torch.randn(100, L, D, generator=gen), generator=gen)
+        fit_identity_anonymizer(model, torch.randn(100, D, generator=gen), generator=gen)
 
 
 def test_unfitted_bundle_says_so(codes):

@@ -88,6 +88,8 @@ def test_image_baselines_run_through_the_same_interface(pipeline, astronaut, ast
     result = pipeline(astronaut, method=method)
     assert result.record["method"] == method and "no formal guarantee" in \
         result.record["guarantee"]
+    assert result.record["seed"] is None and result.record["seed_source"] == "none"
+    assert result.record["epsilon"] is None and result.record["strength"] > 0
     before, after = np.asarray(astronaut), np.asarray(result.image)
     x0, y0, x1, y1 = (int(v) for v in astronaut_face.box)
     assert not np.array_equal(before[y0:y1, x0:x1], after[y0:y1, x0:x1])
@@ -163,11 +165,8 @@ def test_skipping_the_anonymized_crops_keeps_the_photo(pipeline, astronaut):
 
 # -- one interface for every method, and the style-mix-only pipeline --------------------------
 @pytest.fixture(scope="module")
-def style_mix(tiny_backbone):
-    from lreorg_hub.stylemix import build_demo_style_mix
-
-    return build_demo_style_mix(tiny_backbone, seed=0, num_groups=8, num_members=64,
-                                num_samples=512)
+def style_mix(tiny_style_mix):
+    return tiny_style_mix
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +205,11 @@ def test_style_mix_runs_through_the_same_call(style_mix_pipeline, astronaut, ast
     assert rec["anonymize"] == ["identity"] and rec["recover"] == []
     assert rec["extra"]["style_rows"] == [2, 4] and rec["samples"] == 2
     assert rec["epsilon"] == 2.0 and rec["mechanism"] == "window"
+    assert rec["epsilon_total"] == 4.0 and rec["seed"] == 3 and rec["warnings"]
+    assert rec["description"].startswith("Method: style-mix (training-free baseline).")
+    assert "rows [2, 4)" in rec["scope"]
+    secret = style_mix_pipeline(astronaut, method="style-mix").record
+    assert secret["seed"] is None and secret["seed_source"] == "os-entropy"
     face = result.faces[0]
     assert len(face.diverse) == 2 and face.anonymized is face.recovered
     outside, inside = outside_and_inside(astronaut, astronaut_face.transform)

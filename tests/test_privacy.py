@@ -127,3 +127,9 @@ def test_pipeline_and_cli_outputs_carry_no_os_entropy_seed(pipeline, astronaut, 
     record = json.loads((tmp_path / "out" / "a.json").read_text())["record"]
     assert record["seed"] is None and record["seed_note"] == OS_ENTROPY_NOTE
     assert record["epsilon"] == 0.5 and record["epsilon_total"] == 1.0
+
+
+def test_record_round_trips_through_its_dict():
+    rec = _record(epsilon=math.inf, samples=2, seed=9, seed_source="user")
+    back = PrivacyRecord.from_dict({**rec.to_dict(), "method": "lreorg"})
+    assert back == rec and back.describe() == rec.describe()

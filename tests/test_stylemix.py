@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from lreorg_hub.stylemix import (StyleMixAnonymizer, build_demo_style_mix, check_style_rows,
-                                 default_style_rows)
+from lreorg_hub.demo import build_demo_style_mix
+from lreorg_hub.stylemix import StyleMixAnonymizer, check_style_rows, default_style_rows
 from test_anonymizers import chi_square_p_value
 
 DRAWS = 20_000
@@ -15,7 +15,7 @@ DRAWS = 20_000
 @pytest.fixture(scope="module")
 def style_mix(tiny_backbone):
     return build_demo_style_mix(tiny_backbone, seed=3, num_groups=8, num_members=64,
-                                num_samples=512)
+                                fit_samples=512)
 
 
 @pytest.fixture(scope="module")

@@ -66,6 +66,15 @@ def test_a_pickle_with_code_is_refused_without_torch_advice(tmp_path, capfd):
     assert "this must never run" not in capfd.readouterr().out
 
 
+def test_a_plain_pickle_is_one_sentence_without_torch_warnings(tmp_path, recwarn):
+    import pickle
+
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    with pytest.raises(CheckpointReadError, match="is not a PyTorch checkpoint; expected"):
+        load_backbone(str(tmp_path / "plain.pkl"))
+    assert not [w for w in recwarn if "pickle protocol" in str(w.message)]
+
+
 @pytest.mark.parametrize("cut", ["empty", "half"])
 def test_a_truncated_checkpoint_says_so(saved, tmp_path, cut):
     raw = (saved / "backbone.pt").read_bytes()

@@ -23,6 +23,7 @@ import logging
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -190,15 +191,22 @@ def read_checkpoint(path: str | Path) -> dict:
     ``weights_only=False`` is never passed on, since following it would execute the file.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise CheckpointReadError(f"{path} is a folder, not a checkpoint file; pass the .pt "
+                                  f"file inside it")
     if not path.is_file():
         raise BackboneNotAvailableError(f"checkpoint file not found: {path}")
     safe = getattr(torch.serialization, "safe_globals", None)  # torch ≥ 2.5
     try:
-        if safe is None:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        else:
-            with safe([argparse.Namespace]):
+        with warnings.catch_warnings():
+            # torch's unpickler warnings (pickle protocol, file-an-issue advice) are not
+            # actionable for a user; a file that fails gets the one sentence below.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
+            if safe is None:
                 obj = torch.load(path, map_location="cpu", weights_only=True)
+            else:
+                with safe([argparse.Namespace]):
+                    obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         what = _what_file(path)
         if what == "not a PyTorch checkpoint" and "GLOBAL" in str(e).upper():
@@ -209,7 +217,8 @@ def read_checkpoint(path: str | Path) -> dict:
         kind = "" if what == "not a PyTorch checkpoint" else f": it is {what}"
         raise CheckpointReadError(f"{path} is not a PyTorch checkpoint{kind}; expected the e4e "
                                   f"or rosinality StyleGAN2 .pt file") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
+            KeyError, IndexError, TypeError, AttributeError) as e:  # text read as pickle ops
         what = _what_file(path)
         detail = "it looks truncated or damaged" if what == "not a PyTorch checkpoint" else what
         raise CheckpointReadError(f"{path} could not be read as a PyTorch checkpoint ({detail}: "

@@ -1,0 +1,174 @@
+"""Publishing a bundle on the Hugging Face Hub: the model card and the upload.
+
+``build_upload_folder`` writes exactly what ``push`` uploads (config.json, model.safetensors and
+the rendered README.md) so ``lreorg push --dry-run --out DIR`` can be inspected before anything
+leaves the machine. The card is rendered from ``model_cards/lreorg.md`` with:
+
+- metadata (licence, library_name, tags, pipeline_tag, base_model = the backbone repo with its
+  pinned revision in ``base_model_revision``),
+- the evaluation table, filled from ``lreorg eval``'s results.json,
+- the measured CDFNet round-trip error, from ``training.json`` in the bundle folder (written by
+  ``lreorg train``; any JSON object with a numeric ``roundtrip_error`` field works).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tempfile
+from pathlib import Path
+
+from huggingface_hub import HfApi, ModelCard, constants
+
+from .evaluation.report import main_table
+from .model import LReOrg
+
+__all__ = ["UPLOAD_FILES", "HubUnavailableError", "read_training_metadata",
+           "read_eval_results", "evaluation_context", "render_card", "build_upload_folder",
+           "push"]
+
+#: What a published bundle repo holds: nothing else is uploaded.
+UPLOAD_FILES = ("README.md", "config.json", "model.safetensors")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+class HubUnavailableError(RuntimeError):
+    """The Hub cannot be reached (offline mode, no network, refused credentials)."""
+
+
+def read_training_metadata(bundle_dir: str | Path) -> dict | None:
+    """``training.json`` beside the bundle's weights, or None when the bundle has none."""
+    path = Path(bundle_dir) / "training.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object")
+    err = data.get("roundtrip_error")
+    if err is not None and (isinstance(err, bool) or not isinstance(err, (int, float))
+                            or not math.isfinite(err) or err < 0):
+        raise ValueError(f"{path}: roundtrip_error must be a non-negative number, got {err!r}")
+    return data
+
+
+def read_eval_results(path: str | Path) -> dict:
+    """An ``lreorg eval`` results.json (checked for the fields the card needs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"evaluation results {path} not found (lreorg eval writes "
+                                f"OUT/results.json)")
+    try:
+        results = json.loads(path.read_text("utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from e
+    missing = [k for k in ("config", "photos", "faces", "main", "methods") if k not in results]
+    if missing:
+        raise ValueError(f"{path} is not an lreorg eval results.json (missing "
+                         f"{', '.join(missing)})")
+    return results
+
+
+def evaluation_context(results: dict, source: str = "lreorg eval") -> dict:
+    """The template's ``evaluation`` variable: the main table and the recovery table."""
+    cfg = results["config"]
+    recovery = results.get("recovery") or {}
+    recovery_table = None
+    if recovery:
+        names = list(recovery)
+        recovery_table = "\n".join([
+            "| Attribute | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+            "| Rec rate (%) | " + " | ".join(
+                "–" if recovery[n] is None else f"{100 * recovery[n]:.1f}" for n in names)
+            + " |"])
+    return {"photos": results["photos"]["evaluated"], "faces": results["faces"],
+            "source": source, "judge": cfg["judge"], "threshold": cfg["threshold"],
+            "fid_features": cfg["fid_features"],
+            "attributes": ", ".join(results.get("preserved_attributes", [])) or "no keyword",
+            "table": main_table(results), "recovery_table": recovery_table}
+
+
+def render_card(model: LReOrg, repo_id: str | None = None, evaluation: dict | None = None,
+                training: dict | None = None) -> ModelCard:
+    """The model card: the bundle's template plus metadata a Hub user filters by."""
+    card = model.generate_model_card(
+        repo_id=repo_id, training=training,
+        evaluation=None if evaluation is None else evaluation_context(evaluation))
+    data = card.data
+    data.base_model = model.backbone["repo_id"]
+    data.base_model_revision = model.backbone["revision"]
+    data.model_name = repo_id.split("/")[-1] if repo_id else "lreorg"
+    return ModelCard(str(card))  # re-parse: what is saved is what the Hub will read
+
+
+def _pin(model: LReOrg, backbone_revision: str | None) -> None:
+    repo = str(model.backbone.get("repo_id"))
+    if repo.startswith("local/"):  # demo and test bundles name a local file, not a Hub repo
+        raise ValueError(f"the bundle's backbone is {repo!r}, a local checkpoint, not a Hub "
+                         f"repo: a published bundle must name the public backbone it works with "
+                         f"(e.g. a `lreorg demo-bundle` has random weights and is not for "
+                         f"publishing)")
+    if backbone_revision is not None:
+        model.backbone["revision"] = backbone_revision
+    revision = str(model.backbone.get("revision"))
+    if not _COMMIT.match(revision):
+        raise ValueError(
+            f"the bundle's backbone revision is {revision!r}, not a commit: a published bundle "
+            f"must pin the backbone it needs. Pass the 40-character commit hash of "
+            f"{model.backbone['repo_id']} with --backbone-revision")
+
+
+def build_upload_folder(bundle: str | Path, out: str | Path, *, repo_id: str | None = None,
+                        eval_results: str | Path | dict | None = None,
+                        backbone_revision: str | None = None) -> Path:
+    """Write exactly the folder ``push`` uploads: config.json (backbone revision pinned),
+    model.safetensors and the rendered README.md. ``out`` must be new or empty."""
+    bundle = Path(bundle)
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out} exists and is not an empty folder; choose a new --out")
+    model = LReOrg.from_pretrained(bundle)
+    _pin(model, backbone_revision)
+    results = (read_eval_results(eval_results) if isinstance(eval_results, (str, Path))
+               else eval_results)
+    card = render_card(model, repo_id, results, read_training_metadata(bundle))
+    model.save_pretrained(out)
+    card.save(out / "README.md")  # the card with the Hub metadata replaces the default one
+    written = sorted(p.name for p in out.iterdir())
+    if written != sorted(UPLOAD_FILES):  # the mixin changed what it writes: do not guess
+        raise RuntimeError(f"unexpected files in the upload folder: {written}")
+    return out
+
+
+def push(bundle: str | Path, repo_id: str, *, eval_results: str | Path | dict | None = None,
+         backbone_revision: str | None = None, private: bool = False, token: str | None = None,
+         commit_message: str = "Upload LReOrg bundle") -> str:
+    """Create the model repo if needed and upload the bundle; returns the commit URL.
+
+    Fails with ``HubUnavailableError`` before building anything when the Hub is in offline
+    mode, and wraps network and authentication errors in one clear message.
+    """
+    if constants.HF_HUB_OFFLINE:
+        raise HubUnavailableError(
+            f"cannot push to {repo_id}: Hugging Face Hub offline mode is on (HF_HUB_OFFLINE). "
+            f"Unset it on a machine with internet access and a token (`hf auth login`); "
+            f"`lreorg push BUNDLE REPO_ID --dry-run --out DIR` writes what would be uploaded")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_upload_folder(bundle, Path(tmp) / "upload", repo_id=repo_id,
+                                     eval_results=eval_results,
+                                     backbone_revision=backbone_revision)
+        api = HfApi(token=token)
+        try:
+            api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+            info = api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model",
+                                     commit_message=commit_message,
+                                     allow_patterns=list(UPLOAD_FILES))
+        except Exception as e:  # httpx / HfHubHTTPError / OfflineModeIsEnabled / auth errors
+            raise HubUnavailableError(
+                f"could not push to {repo_id}: {type(e).__name__}: {e}. Check the network, "
+                f"that you are logged in (`hf auth login` or HF_TOKEN) with write access, and "
+                f"the repo id (namespace/name)") from e
+    return getattr(info, "commit_url", str(info))
