@@ -32,6 +32,7 @@ from PIL import Image
 from lreorg_hub.backbones import E4EEncoder, StyleGAN2Generator
 from lreorg_hub.model import LReOrg
 from lreorg_hub.pipeline import LReOrgPipeline
+from lreorg_hub.training.fitting import fit_identity_anonymizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 GPU_GOALS = ("faces/s at 1024 px, bf16, one GPU (goal ≥ 300; encode + reorganize + "
@@ -58,8 +59,8 @@ def build_parts(config: str):
                                        num_members=members)
     with torch.no_grad():
         w = generator.sample_w(members, generator=gen)
-        model.fit_identity_anonymizer(w.unsqueeze(1).expand(-1, generator.n_latent, -1),
-                                      generator=gen, iterations=5)
+        fit_identity_anonymizer(model, w.unsqueeze(1).expand(-1, generator.n_latent, -1),
+                                generator=gen, iterations=5)
         latent_avg = generator.mean_latent(512, generator=gen).expand(generator.n_latent, -1)
     return model.eval(), encoder, generator, latent_avg.contiguous()
 

@@ -29,6 +29,7 @@ def build_micro_backbone():
 
 def build_micro_bundle(backbone, seed: int = 0):
     from lreorg_hub.model import LReOrg
+    from lreorg_hub.training.fitting import fit_attribute_anonymizer, fit_identity_anonymizer
 
     gen = torch.Generator().manual_seed(seed)
     rows = backbone.generator.n_latent
@@ -40,10 +41,10 @@ def build_micro_bundle(backbone, seed: int = 0):
     with torch.no_grad():
         w = backbone.generator.sample_w(128, generator=gen)
     codes = w.reshape(128, 1, -1).expand(-1, rows, -1)
-    model.fit_identity_anonymizer(codes, generator=gen, iterations=5)
+    fit_identity_anonymizer(model, codes, generator=gen, iterations=5)
     for name in model.keywords[1:]:
         count = model.attribute_anonymizer(name).num_subcategories
-        model.fit_attribute_anonymizer(name, codes, torch.arange(128) % count)
+        fit_attribute_anonymizer(model, name, codes, torch.arange(128) % count)
     return model.eval()
 
 
