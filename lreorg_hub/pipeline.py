@@ -71,15 +71,21 @@ class PipelineResult:
 
 
 class _Timer:
-    def __init__(self):
+    def __init__(self, device: torch.device | None = None):
         self.timings: dict[str, float] = {}
+        # CUDA kernels run asynchronously: a stage's time is only real after a sync.
+        self._cuda = device if device is not None and device.type == "cuda" else None
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
+        if self._cuda is not None:
+            torch.cuda.synchronize(self._cuda)
         start = time.perf_counter()
         try:
             yield
         finally:
+            if self._cuda is not None:
+                torch.cuda.synchronize(self._cuda)
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
 
 
@@ -141,7 +147,8 @@ class LReOrgPipeline:
     @classmethod
     def from_pretrained(cls, bundle: str | LReOrg | None, backbone=None, *,
                         revision: str | None = None, device: str | torch.device = "auto",
-                        style_mix=None, **kwargs) -> "LReOrgPipeline":
+                        style_mix=None, torch_dtype: str | torch.dtype | None = None,
+                        **kwargs) -> "LReOrgPipeline":
         """Load a bundle (Hub repo id, folder, an ``LReOrg``, or None) and its backbone.
 
         ``backbone`` is a ``Backbone`` (encoder, generator, latent_avg), a local checkpoint
@@ -149,7 +156,12 @@ class LReOrgPipeline:
         ``style_mix`` is a fitted ``StyleMixAnonymizer`` or a folder / repo id of one. With
         ``bundle=None`` the pipeline runs style-mix and the image baselines; the backbone then
         defaults to ``$LREORG_BACKBONE_PATH`` or the default Hub checkpoint.
+        ``torch_dtype``: the backbone's precision (see :meth:`to`).
         """
+        if torch_dtype is not None:
+            pipe = cls.from_pretrained(bundle, backbone, revision=revision, device=device,
+                                       style_mix=style_mix, **kwargs)
+            return pipe.to(dtype=torch_dtype)
         model = bundle if isinstance(bundle, LReOrg) or bundle is None else \
             LReOrg.from_pretrained(bundle, revision=revision)
         if style_mix is not None and not isinstance(style_mix, torch.nn.Module):
@@ -296,7 +308,7 @@ class LReOrgPipeline:
             given = options
         method, opts = self.check(method, given, aligned=aligned, faces=faces)
         runner = self.methods[method]
-        timer = _Timer()
+        timer = _Timer(self.device)
         with timer("load"):
             photo = load_image(image, max_pixels=self.max_pixels)
         if aligned:
@@ -387,6 +399,52 @@ class LReOrgPipeline:
         record["faces_processed"] = [0]
         face = FaceResult(0, None, None, photo, anonymized[0], recovered[0], diverse[0])
         return PipelineResult(composed, [face], record, timer.timings, 1)
+
+    # -- many photos at once (lreorg_hub/batch.py) -----------------------------------------
+    def run_batch(self, images: Sequence[ImageSource], seeds: Sequence[int | None] | None = None,
+                  batch_size: int | None = None, **options) -> list:
+        """Photos in, ``PipelineResult`` (or that photo's exception) out, in input order; the
+        faces of all photos and all samples share the encoder / generator passes. Options
+        as in ``__call__``; see :func:`lreorg_hub.batch.run_batch`."""
+        from .batch import run_batch
+
+        return run_batch(self, images, seeds=seeds, batch_size=batch_size, **options)
+
+    # -- device and precision ----------------------------------------------------------------
+    DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # what the backbone can run in
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The backbone's dtype (float32 unless changed with :meth:`to`)."""
+        return self.generator.dtype if self.generator is not None else torch.float32
+
+    def to(self, device: str | torch.device | None = None,
+           dtype: str | torch.dtype | None = None) -> "LReOrgPipeline":
+        """Move the networks to ``device`` and/or run the encoder and generator in ``dtype``
+        (float32, bfloat16 or float16; also given as a name). CDFNet, the anonymizers'
+        statistics, the DP mechanism and MTCNN stay float32: the latent work is small and the
+        mechanism's scores must not be rounded. A detector already built stays where it is
+        (the lazy default one is built on the pipeline's device). Returns the pipeline."""
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype, None) if dtype in ("float32", "bfloat16",
+                                                             "float16") else dtype
+        if dtype is not None and dtype not in self.DTYPES:
+            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+        if device is not None:
+            device = check_device(device)
+            if device != self.device:
+                self.device = device
+                for module in (self.model, self.style_mix):
+                    if module is not None:
+                        module.to(device)
+                if self.latent_avg is not None:
+                    self.latent_avg = self.latent_avg.to(device)
+        for net in (self.encoder, self.generator):
+            if net is not None:
+                net.to(device=device, dtype=dtype)
+        if self.backbone is not None:
+            self.backbone.latent_avg = self.latent_avg
+        return self
 
 
 def check_device(device: str | torch.device) -> torch.device:

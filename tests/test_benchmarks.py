@@ -16,3 +16,21 @@ def test_pipeline_benchmark_writes_its_table_and_json(tmp_path, capsys):
     assert set(report["rows"]["1 face"]["median_s"]) == {"detect", "align", "encode",
                                                          "reorganize", "generate", "paste"}
     assert "CDFNet+anon / enc+gen" in capsys.readouterr().out
+
+
+def test_dataset_benchmark_writes_its_table_and_json(tmp_path, capsys):
+    main = runpy.run_path(str(ROOT / "benchmarks" / "bench_dataset.py"))["main"]
+    out = tmp_path / "d.json"
+    assert main(["--items", "4", "--batch-sizes", "1,2", "--dtypes", "float32",
+                 "--engines", "local", "--engine-items", "6", "--engine-batch", "4",
+                 "--repeats", "1", "--no-detection", "--threads", "1",
+                 "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert {(r["dtype"], r["batch_size"], r["modconv"]) for r in report["rows"]} == {
+        ("float32", 1, "auto"), ("float32", 2, "grouped"), ("float32", 2, "shared")}
+    assert all(r["faces_per_s"] > 0 for r in report["rows"])
+    assert report["engines"][0]["engine"] == "local" and report["engines"][0]["items"] == 6
+    assert set(report["half_precision_max_image_diff"]) == {"bfloat16", "float16"}
+    if report["device"] == "cpu":
+        assert all(g["status"].startswith("not measured") for g in report["gpu"])
+    assert "faces/s" in capsys.readouterr().out

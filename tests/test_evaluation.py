@@ -124,7 +124,7 @@ def eval_pipeline(photo_bundle, tiny_backbone):
     small pyramid scales (speed: the photos below are 256 px, the astronaut's face ~45 px)."""
     from lreorg_hub.faces import FaceDetector
     from lreorg_hub.pipeline import LReOrgPipeline
-    from lreorg_hub.stylemix import build_demo_style_mix
+    from lreorg_hub.demo import build_demo_style_mix
 
     style_mix = build_demo_style_mix(tiny_backbone, seed=0, num_groups=8, num_members=64,
                                      num_samples=512)

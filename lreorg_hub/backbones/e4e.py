@@ -56,11 +56,13 @@ def _prelu(ch: int) -> nn.PReLU:
 def _fold_bn(conv_w: torch.Tensor, conv_b: torch.Tensor | None,
              bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of conv followed by eval-mode BN as one convolution."""
-    g = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    b = bn.bias - bn.running_mean * g
+    # In float32 whatever the parameters' dtype (rsqrt of a half-precision variance loses
+    # digits), then back to the convolution's dtype.
+    g = bn.weight.float() * torch.rsqrt(bn.running_var.float() + bn.eps)
+    b = bn.bias.float() - bn.running_mean.float() * g
     if conv_b is not None:
-        b = b + conv_b * g
-    return conv_w * g.view(-1, 1, 1, 1), b
+        b = b + conv_b.float() * g
+    return (conv_w.float() * g.view(-1, 1, 1, 1)).to(conv_w.dtype), b.to(conv_w.dtype)
 
 
 class SEModule(nn.Module):
@@ -264,6 +266,11 @@ class E4EEncoder(nn.Module):
                 m.reset_parameters(gen)
 
     # -- forward -----------------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        """The parameters' dtype (float32, or bfloat16 / float16 after ``.to(dtype)``)."""
+        return self.input_layer[0].weight.dtype
+
     def check_input(self, x: torch.Tensor) -> None:
         """Reject inputs the heads would silently mis-handle (any size but input_size)."""
         if x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != (self.input_size,) * 2:
@@ -311,7 +318,7 @@ class E4EEncoder(nn.Module):
         ((D,), (1, D) or (n_styles, D)) it is added, giving codes for the generator.
         """
         self.check_input(x)
-        c1, c2, c3 = self.features(x)
+        c1, c2, c3 = self.features(x.to(self.dtype))  # prepare() gives float32
         k1, k2 = min(self.coarse_ind, self.n_styles), min(self.middle_ind, self.n_styles)
         groups = [_run_heads(self.styles[:k1], c3)]
         if self.n_styles > k1:

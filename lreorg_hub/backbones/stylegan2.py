@@ -21,6 +21,19 @@ How it is made fast on CPU (all exact up to float rounding, see the tests):
 - The blur is a depthwise convolution (not a single-channel convolution over N·C images),
   and it carries the layer's bias for free; the ToRGB skip upsampling is a depthwise
   transposed convolution.
+
+A second way to run every modulated convolution, ``modconv="shared"``, applies the style to
+the activations instead of the weights (as StyleGAN2-ADA does without fused modconv):
+x·s_n, one convolution with the shared weight for the whole batch, then the output times
+the demodulation coefficients d_n. A grouped convolution with N groups is a poor fit for
+GPU convolution libraries at large N (and half precision); one shared convolution is a
+plain large GEMM. ``modconv="auto"`` (the default) takes the shared path on accelerators
+for batches > 1 and the grouped path on CPU, where it is the faster one (see
+``benchmarks/bench_dataset.py``). Both give the same images up to float rounding (tests).
+
+Half precision: parameters may be bfloat16 / float16 (``generator.to(dtype)``); the codes
+are cast to that dtype, and the small per-sample style and demodulation coefficients are
+computed in float32 and then cast, so only the large convolutions run in half precision.
 """
 
 from __future__ import annotations
@@ -38,13 +51,14 @@ __all__ = [
     "StyleGAN2Generator", "MappingNetwork", "EqualLinear", "PixelNorm", "ConstantInput",
     "ModulatedConv2d", "StyledConv", "ToRGB", "NoiseInjection", "FusedLeakyReLU", "Blur",
     "Upsample", "fused_leaky_relu", "blur_kernel_2d", "truncate",
-    "channel_table", "NOISE_MODES",
+    "channel_table", "NOISE_MODES", "MODCONV_MODES",
 ]
 
 SQRT2 = math.sqrt(2.0)
 LRELU_SLOPE = 0.2
 BLUR_1D = (1.0, 3.0, 3.0, 1.0)  # the only blur kernel the reference checkpoints use
 NOISE_MODES = ("random", "const", "none")
+MODCONV_MODES = ("auto", "grouped", "shared")
 DEMOD_EPS = 1e-8
 
 
@@ -295,27 +309,40 @@ class ModulatedConv2d(nn.Module):
         Σ over (i, k) of W_n², computed as one small matrix product instead of squaring
         the N·C_out·C_in·k² modulated kernel.
         """
-        s = self.modulation(style) * self.scale  # (N, C_in)
-        if not self.demodulate:
+        s, d = self._style_and_demod(style)
+        if d is None:
             return s[:, None, :]
-        w2 = self.weight[0].square().sum(dim=(2, 3))  # (C_out, C_in)
-        d = torch.rsqrt(s.square() @ w2.t() + DEMOD_EPS)  # (N, C_out)
         return d[:, :, None] * s[:, None, :]
+
+    def _style_and_demod(self, style: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """c·s_n (N, C_in) and d_n (N, C_out) (None without demodulation), in float32
+        whatever the parameters' dtype: tiny tensors, and a half-precision Σ over C_in·k²
+        squares would lose the digits the demodulation needs."""
+        s = self.modulation(style.to(self.weight.dtype)).float() * self.scale
+        if not self.demodulate:
+            return s, None
+        w2 = self.weight[0].float().square().sum(dim=(2, 3))  # (C_out, C_in)
+        return s, torch.rsqrt(s.square() @ w2.t() + DEMOD_EPS)
 
     def modulated_weight(self, style: torch.Tensor) -> torch.Tensor:
         """Per-sample kernels (N, C_out, C_in, k, k) for styles (N, style_dim)."""
         return self.weight * self._coefficients(style)[..., None, None]
 
     def forward(self, x: torch.Tensor, style: torch.Tensor,
-                bias: torch.Tensor | None = None) -> torch.Tensor:
+                bias: torch.Tensor | None = None, shared: bool = False) -> torch.Tensor:
         """x (N, C_in, H, W), style (N, style_dim) → (N, C_out, H', W').
 
         ``bias`` (C_out,) is added to the result (fused into the convolution or blur). The
         result may be a strided view; callers treat it as an ordinary tensor.
+        ``shared``: style the activations and run one convolution with the shared weight
+        (see the module docstring) instead of one grouped convolution of per-sample kernels.
         """
+        if shared:
+            return self._forward_shared(x, style, bias)
         n, _, h, w_ = x.shape
         o, i, k = self.out_channel, self.in_channel, self.kernel_size
-        coef = self._coefficients(style)  # (N, O or 1, I)
+        coef = self._coefficients(style).to(x.dtype)  # (N, O or 1, I)
         base = self.weight[0].permute(0, 2, 3, 1)  # (O, k, k, I): channels-last kernels
         xf = _fold(x)
         fb = bias.repeat(n) if bias is not None else None
@@ -338,6 +365,35 @@ class ModulatedConv2d(nn.Module):
         y = self.blur(y, pad=(1, 1), bias=fb)
         y = y[:, :, : 2 * h, : 2 * w_]
         return _unfold(y, n)
+
+    def _forward_shared(self, x: torch.Tensor, style: torch.Tensor,
+                        bias: torch.Tensor | None) -> torch.Tensor:
+        """conv(x·s_n, W)·d_n (+ bias): the same function with one shared convolution.
+
+        Demodulation scales whole output channels, so it commutes with the convolution
+        (and, for upsampling layers, with the depthwise blur); it is applied to the output.
+        Activations are channels-last (N, C, H, W) tensors, not folded.
+        """
+        n, _, h, w_ = x.shape
+        o, i = self.out_channel, self.in_channel
+        s, d = self._style_and_demod(style)
+        x = (x * s.to(x.dtype)[:, :, None, None]).contiguous(memory_format=torch.channels_last)
+        weight = self.weight[0].to(x.dtype)
+        if not self.upsample:
+            y = F.conv2d(x, weight, padding=self.padding)
+            if d is not None:
+                y = y.mul_(d.to(y.dtype)[:, :, None, None])
+            return y if bias is None else y.add_(bias.to(y.dtype).view(1, -1, 1, 1))
+        # The polyphase transposed convolution of the grouped path, with the shared kernel.
+        base = weight.permute(0, 2, 3, 1)  # (O, 3, 3, I)
+        pw = (_PHASE_MATRIX.to(base) @ base.reshape(o, 9, i)).view(o * 4, 2, 2, i)
+        y = F.conv2d(x, pw.permute(0, 3, 1, 2), padding=1)
+        y = F.pixel_shuffle(y, 2)
+        if d is not None:
+            y = y * d.to(y.dtype)[:, :, None, None]
+        y = self.blur(y.contiguous(memory_format=torch.channels_last), pad=(1, 1),
+                      bias=None if bias is None else bias.to(y.dtype))
+        return y[:, :, : 2 * h, : 2 * w_]
 
     def extra_repr(self) -> str:
         return (f"{self.in_channel}, {self.out_channel}, kernel_size={self.kernel_size}, "
@@ -402,14 +458,17 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channel)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
-        y = self.conv(x, style, bias=self.activate.bias)
-        dense = _is_folded_dense(y)  # False for the cropped output of upsampling layers
+                noise: torch.Tensor | None = None, shared: bool = False) -> torch.Tensor:
+        y = self.conv(x, style, bias=self.activate.bias, shared=shared)
+        # False for the cropped output of upsampling layers
+        dense = (y.is_contiguous(memory_format=torch.channels_last) if shared
+                 else _is_folded_dense(y))
         if noise is not None:
             add = self.noise.weight * noise.to(y.dtype)
             y = y.add_(add) if dense else y + add  # out of place = one dense copy
         elif not dense:
-            y = _unfold(_fold(y), y.shape[0])
+            y = (y.contiguous(memory_format=torch.channels_last) if shared
+                 else _unfold(_fold(y), y.shape[0]))
         # √2·lrelu(v) = lrelu(√2·v); scaling first keeps autograd valid (leaky_relu_ saves
         # its own output for the backward pass).
         return F.leaky_relu_(y.mul_(SQRT2), LRELU_SLOPE)
@@ -434,9 +493,11 @@ class ToRGB(nn.Module):
                 self.bias.zero_()
 
     def forward(self, x: torch.Tensor, style: torch.Tensor,
-                skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.conv(x, style, bias=self.bias.view(3))
+                skip: torch.Tensor | None = None, shared: bool = False) -> torch.Tensor:
+        out = self.conv(x, style, bias=self.bias.view(3), shared=shared)
         if skip is not None:
+            if shared:  # fresh dense output of a 1×1 convolution: add in place
+                return out.add_(self.upsample(skip))
             n = skip.shape[0]
             up = _unfold(self.upsample(_fold(skip)), n)
             out = out.add_(up) if _is_folded_dense(out) else out + up
@@ -458,6 +519,10 @@ class StyleGAN2Generator(nn.Module):
             min(channel_max, channel_base·channel_multiplier / r). The defaults give the
             reference table; smaller values give tiny test models from the same class.
         lr_mlp: mapping learning-rate multiplier (0.01).
+        modconv: how modulated convolutions run: "grouped" (per-sample kernels, one grouped
+            convolution), "shared" (styles on the activations, one shared convolution) or
+            "auto" (shared on accelerators for batches > 1, grouped otherwise). Same images
+            up to rounding; also settable later as the ``modconv`` attribute or per call.
 
     State-dict keys, shapes and order equal the reference checkpoints'.
     Parameters are initialised as in the reference (N(0,1) raw weights) from a fixed-seed
@@ -466,8 +531,9 @@ class StyleGAN2Generator(nn.Module):
 
     def __init__(self, size: int = 1024, style_dim: int = 512, n_mlp: int = 8,
                  channel_multiplier: int = 2, channel_base: int = 16384,
-                 channel_max: int = 512, lr_mlp: float = 0.01):
+                 channel_max: int = 512, lr_mlp: float = 0.01, modconv: str = "auto"):
         super().__init__()
+        self.modconv = modconv
         log_size = int(math.log2(size))
         if size < 4 or 2 ** log_size != size:
             raise ValueError(f"size must be a power of two ≥ 4, got {size}")
@@ -504,7 +570,29 @@ class StyleGAN2Generator(nn.Module):
         return dict(size=self.size, style_dim=self.style_dim, n_mlp=self.n_mlp,
                     channel_multiplier=self.channel_multiplier,
                     channel_base=self.channel_base, channel_max=self.channel_max,
-                    lr_mlp=self.lr_mlp)
+                    lr_mlp=self.lr_mlp, modconv=self.modconv)
+
+    @property
+    def modconv(self) -> str:
+        """"auto", "grouped" or "shared" (see the class docstring)."""
+        return self._modconv
+
+    @modconv.setter
+    def modconv(self, mode: str) -> None:
+        if mode not in MODCONV_MODES:
+            raise ValueError(f"modconv must be one of {', '.join(MODCONV_MODES)}, got {mode!r}")
+        self._modconv = mode
+
+    def uses_shared_modconv(self, batch: int, modconv: str | None = None) -> bool:
+        """Whether a batch of this size takes the shared-convolution path."""
+        mode = self.modconv if modconv is None else modconv
+        if mode not in MODCONV_MODES:
+            raise ValueError(f"modconv must be one of {', '.join(MODCONV_MODES)}, got {mode!r}")
+        if mode == "auto":
+            # Grouped convolutions are oneDNN's fast case on CPU; on GPUs one large shared
+            # convolution beats N small groups as soon as there is more than one sample.
+            return self.device.type != "cpu" and batch > 1
+        return mode == "shared"
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
@@ -520,6 +608,10 @@ class StyleGAN2Generator(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.input.input.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.input.input.dtype
 
     # -- mapping -----------------------------------------------------------------------
     def mapping(self, z: torch.Tensor) -> torch.Tensor:
@@ -609,7 +701,8 @@ class StyleGAN2Generator(nn.Module):
                 noise_mode: str = "const", noise: Sequence[torch.Tensor | None] | None = None,
                 truncation: float = 1.0, truncation_latent: torch.Tensor | None = None,
                 output_size: int | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None,
+                modconv: str | None = None) -> torch.Tensor:
         """Synthesise images (N, 3, S, S), nominal range [−1, 1] (not clamped).
 
         Args:
@@ -622,33 +715,37 @@ class StyleGAN2Generator(nn.Module):
             output_size: stop after the block of this resolution and return the image
                 the ToRGB skips have accumulated so far (S = output_size, e.g. a fast
                 256 px preview from the 1024 px generator). Default: ``size``.
+            modconv: "grouped" / "shared" / "auto" for this call (default: the attribute).
         """
         w = self.to_w_plus(styles, input_is_latent)
         if truncation != 1.0:
             w = truncate(w, truncation, self._require_avg(truncation_latent))
         return self.synthesis(w, noise_mode=noise_mode, noise=noise, generator=generator,
-                              output_size=output_size)
+                              output_size=output_size, modconv=modconv)
 
     def synthesis(self, w: torch.Tensor, *, noise_mode: str = "const",
                   noise: Sequence[torch.Tensor | None] | None = None,
                   generator: torch.Generator | None = None,
-                  output_size: int | None = None) -> torch.Tensor:
-        """W+ codes (N, n_latent, style_dim) → images; see :meth:`forward`."""
+                  output_size: int | None = None, modconv: str | None = None) -> torch.Tensor:
+        """W+ codes (N, n_latent, style_dim) → images in the generator's dtype; see
+        :meth:`forward`. ``modconv`` overrides the attribute for this call."""
         out_size = self.size if output_size is None else int(output_size)
         if out_size not in self.channels:
             raise ValueError(f"output_size must be a power of two in [4, {self.size}], "
                              f"got {output_size}")
         n_blocks = int(math.log2(out_size)) - 2  # upsampling blocks to run
         n = w.shape[0]
+        shared = self.uses_shared_modconv(n, modconv)
+        w = w.to(self.dtype)
         noises = self.resolve_noise(n, noise_mode, noise, generator,
                                     num_layers=2 * n_blocks + 1)
 
-        x = self.conv1(self.input(n), w[:, 0], noises[0])
-        skip = self.to_rgb1(x, w[:, 1])
+        x = self.conv1(self.input(n), w[:, 0], noises[0], shared=shared)
+        skip = self.to_rgb1(x, w[:, 1], shared=shared)
         for k in range(n_blocks):
-            x = self.convs[2 * k](x, w[:, 2 * k + 1], noises[2 * k + 1])
-            x = self.convs[2 * k + 1](x, w[:, 2 * k + 2], noises[2 * k + 2])
-            skip = self.to_rgbs[k](x, w[:, 2 * k + 3], skip)
+            x = self.convs[2 * k](x, w[:, 2 * k + 1], noises[2 * k + 1], shared=shared)
+            x = self.convs[2 * k + 1](x, w[:, 2 * k + 2], noises[2 * k + 2], shared=shared)
+            skip = self.to_rgbs[k](x, w[:, 2 * k + 3], skip, shared=shared)
         return skip.contiguous()
 
     def extra_repr(self) -> str:

@@ -1,0 +1,15 @@
+"""Whole datasets: a folder of images, a Parquet file or a saved ``datasets`` dataset in,
+the same layout and schema out, with every face anonymized and a record per item.
+
+See ``docs/SCALE.md`` and ``lreorg anonymize-dataset --help``.
+"""
+
+from .keys import KeyFileError, default_key_path, item_seed, load_or_create_key
+from .run import (ENGINES, NO_FACE_ACTIONS, DatasetOptions, DatasetRunError, PipelineSpec,
+                  anonymize_dataset, anonymize_shard)
+from .sources import RECORD_COLUMN, SourceSpec, open_source
+
+__all__ = ["anonymize_dataset", "anonymize_shard", "DatasetOptions", "PipelineSpec",
+           "DatasetRunError", "KeyFileError", "default_key_path", "load_or_create_key",
+           "item_seed", "ENGINES", "NO_FACE_ACTIONS", "RECORD_COLUMN", "SourceSpec",
+           "open_source"]

@@ -1,0 +1,74 @@
+"""The batch API (many photos through shared encoder / generator passes) and the pipeline in
+half precision."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from lreorg_hub.pipeline import LReOrgPipeline, NoFaceError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # These tests compare outputs, not speed; one thread is faster on a busy 2-core machine.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def pixels(img):
+    return np.asarray(img, dtype=int)
+
+
+def test_run_batch_equals_one_call_per_photo_in_order(pipeline, astronaut):
+    photos = [astronaut, Image.fromarray(data.coffee()), b"not an image",
+              astronaut.transpose(Image.FLIP_LEFT_RIGHT)]
+    results = pipeline.run_batch(photos, seeds=[3, 4, 5, 6], batch_size=3, samples=2)
+    assert len(results) == 4
+    assert isinstance(results[1], NoFaceError) and isinstance(results[2], ValueError)
+    for i in (0, 3):
+        single = pipeline(photos[i], seed=[3, 4, 5, 6][i], samples=2, anonymized_crops=False)
+        assert np.abs(pixels(results[i].image) - pixels(single.image)).max() <= 1
+        assert len(results[i].faces[0].diverse) == 2
+        assert results[i].record["faces_processed"] == [0]
+        assert results[i].record["samples"] == 2
+    assert {"encode", "reorganize", "generate", "paste"} <= set(results[0].timings)
+    # each photo keeps its own seed: the two astronauts' draws are independent of batching
+    again = pipeline.run_batch(photos[3:], seeds=[6], samples=2)
+    assert np.abs(pixels(again[0].image) - pixels(results[3].image)).max() <= 1
+    with pytest.raises(ValueError, match="4 images but 2 seeds"):
+        pipeline.run_batch(photos, seeds=[1, 2])
+
+
+def test_run_batch_on_aligned_crops(pipeline, astronaut):
+    crop = pipeline(astronaut, seed=0).faces[0].aligned
+    crops = [crop, crop.resize((96, 96)), crop.rotate(5)]
+    results = pipeline.run_batch(crops, seeds=[1, 1, 2], aligned=True, batch_size=2)
+    assert [r.image.size for r in results] == [(64, 64), (96, 96), (64, 64)]
+    one = pipeline(crops[2], seed=2, aligned=True)
+    assert np.abs(pixels(one.image) - pixels(results[2].image)).max() <= 1
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_pipeline_in_half_precision_end_to_end(photo_bundle, tiny_backbone, astronaut, dtype,
+                                               record_property):
+    import copy
+
+    bb = copy.deepcopy(tiny_backbone)
+    ref = LReOrgPipeline(photo_bundle, bb.encoder, bb.generator, bb.latent_avg, device="cpu")
+    half = LReOrgPipeline(photo_bundle, copy.deepcopy(bb.encoder), copy.deepcopy(bb.generator),
+                          bb.latent_avg, device="cpu").to(dtype=dtype)
+    assert half.dtype == dtype and half.encoder.dtype == dtype and ref.dtype == torch.float32
+    assert next(half.model.parameters()).dtype == torch.float32  # CDFNet / anonymizers
+    a, b = ref(astronaut, seed=7), half(astronaut, seed=7)
+    diff = np.abs(pixels(a.faces[0].recovered) - pixels(b.faces[0].recovered))
+    record_property(f"max_crop_diff_{dtype}", int(diff.max()))
+    assert b.image.size == astronaut.size and diff.mean() < 12
+    with pytest.raises(ValueError, match="dtype must be float32, bfloat16 or float16"):
+        half.to(dtype=torch.int8)
+    assert half.to(dtype="float32").dtype == torch.float32
