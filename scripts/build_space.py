@@ -18,6 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".DS_Store")
+#: Sub-packages the app never imports (evaluation, dataset runs): leaving them out keeps their
+#: heavy requirements (torchmetrics, Ray, pyarrow, datasets) off the Space.
+NOT_IN_SPACE = ("lreorg_hub/evaluation", "lreorg_hub/dataset")
 
 #: (source relative to the repository, destination relative to the Space root)
 CONTENTS = [
@@ -42,6 +45,9 @@ def build(out: Path) -> list[Path]:
         src, dst = ROOT / source, out / destination
         if src.is_dir():
             shutil.copytree(src, dst, ignore=IGNORE)
+            for skipped in NOT_IN_SPACE:
+                if skipped.startswith(source + "/"):
+                    shutil.rmtree(out / destination / skipped[len(source) + 1:])
         else:
             shutil.copy2(src, dst)
     return sorted(p for p in out.rglob("*") if p.is_file())

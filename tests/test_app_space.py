@@ -2,6 +2,7 @@
 requirements, and one command that writes exactly what the Space needs."""
 
 import ast
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ DISTRIBUTIONS = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy
                  "spaces": "spaces",
                  "torchmetrics": "torchmetrics", "matplotlib": "matplotlib"}
 ZEROGPU_TORCH = ("2.8.0", "2.9.1", "2.10.0", "2.11.0")
+NOT_IN_SPACE = runpy.run_path(str(ROOT / "scripts" / "build_space.py"))["NOT_IN_SPACE"]
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +75,10 @@ def test_folder_holds_what_the_space_imports_and_nothing_else(space):
                    "model_cards/lreorg.md", "examples/astronaut.jpg"):
         assert needed in files
     assert not any("__pycache__" in f or f.startswith(("tests/", ".venv")) for f in files)
+    assert not any(f.startswith(NOT_IN_SPACE) for f in files)  # evaluation, dataset: unused
     source = {p.relative_to(ROOT / "lreorg_hub").as_posix()
-              for p in (ROOT / "lreorg_hub").rglob("*.py")}
+              for p in (ROOT / "lreorg_hub").rglob("*.py")
+              if not p.relative_to(ROOT).as_posix().startswith(NOT_IN_SPACE)}
     assert {f[len("lreorg_hub/"):] for f in files if f.startswith("lreorg_hub/")} == source
     # every third-party module the Space's code imports is in its requirements (or Gradio)
     pins = _requirements(space / "requirements.txt")
