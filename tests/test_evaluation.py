@@ -127,7 +127,7 @@ def eval_pipeline(photo_bundle, tiny_backbone):
     from lreorg_hub.demo import build_demo_style_mix
 
     style_mix = build_demo_style_mix(tiny_backbone, seed=0, num_groups=8, num_members=64,
-                                     num_samples=512)
+                                     fit_samples=512)
     return LReOrgPipeline(photo_bundle, tiny_backbone.encoder, tiny_backbone.generator,
                           tiny_backbone.latent_avg, device="cpu", style_mix=style_mix,
                           detector=FaceDetector(min_face_size=40, output_size=64))
