@@ -1,4 +1,4 @@
-"""Reference layouts (tests/reference/*.json, copied from shared/reference) versus the backbone classes, compared on the
+"""Reference layouts (tests/reference/*.json, copied from the project's structural reference) versus the backbone classes, compared on the
 meta device (no memory, no weights): every key, shape, dtype, kind and the order.
 
 Also the shared helpers of the backbone tests: where the reference lives, reading a
@@ -18,7 +18,7 @@ from lreorg_hub.backbones import E4EEncoder, StyleGAN2Generator
 
 
 def reference_dir() -> Path:
-    """``tests/reference``: the layouts live in the repository, so no ``../shared`` is needed."""
+    """``tests/reference``: the layouts live in the repository, so nothing beside the clone is needed."""
     path = Path(__file__).resolve().parent / "reference"
     if not path.is_dir():
         raise FileNotFoundError(f"reference layouts not found at {path}")
@@ -84,7 +84,7 @@ def _meta(cls, **kwargs):
 
 
 def test_reference_layouts_live_in_the_repository():
-    # The test command must pass on a clone without ../shared beside it.
+    # The test command must pass on a clone with nothing beside it.
     root = Path(__file__).resolve().parents[1]
     assert reference_dir().is_relative_to(root)
     assert (root / "tests" / "reference" / "stylegan2_generator_1024.json").is_file()

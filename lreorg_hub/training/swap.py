@@ -6,7 +6,7 @@ I = G(s) and I′ = G(s′), and minimise L_IOS (keyword identity) or L_AOS (any
 The generator, the identity network and CLIP are frozen; gradients reach CDFNet (and the
 keyword embeddings when asked) through the swapped images.
 
-Checkpoints (``OUT/checkpoints/step-XXXXXXXX/``) hold everything a bit-for-bit continuation
+Checkpoints (``OUT/checkpoints/step-NNNNNNNN/``) hold everything a bit-for-bit continuation
 needs, as safetensors + JSON: CDFNet weights and keyword embeddings, Adam's state, the state
 of every random generator, the held-out batch, and the effective configuration.
 """
@@ -75,7 +75,7 @@ def latest_checkpoint(path: str | Path) -> Path:
         found = sorted(folder.glob("step-*/state.json")) if folder.is_dir() else []
         if found:
             return found[-1].parent
-    raise FileNotFoundError(f"no training checkpoint in {path} (expected a step-XXXXXXXX "
+    raise FileNotFoundError(f"no training checkpoint in {path} (expected a step-NNNNNNNN "
                             f"folder with state.json)")
 
 
