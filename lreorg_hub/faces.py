@@ -1,6 +1,6 @@
 """Face detection (MTCNN), FFHQ-style alignment from five landmarks, and paste-back.
 
-Geometry (``shared/reference/checkpoint_layouts.md`` §4): the FFHQ recipe turns the eye
+Geometry (``docs/CHECKPOINT_LAYOUTS.md`` §4): the FFHQ recipe turns the eye
 and mouth landmarks into an oriented square, the *quad*, with corners UL, LL, LR, UR in 0-based
 pixel-index coordinates of the photo. Aligned pixel (i, j) of an S×S crop (i = column, j = row)
 shows the photo at

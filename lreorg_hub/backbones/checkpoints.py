@@ -1,7 +1,7 @@
 """Loading the public backbone checkpoints: e4e (encoder + 1024 px decoder) and
 rosinality-format StyleGAN2 files, from a local path or the Hugging Face Hub.
 
-Policy (``shared/reference/checkpoint_layouts.md`` §1):
+Policy (``docs/CHECKPOINT_LAYOUTS.md`` §1):
 
 - files are read with ``torch.load(..., weights_only=True)`` only; rosinality ``train.py``
   checkpoints (which pickle an ``argparse.Namespace``) are read with that one class

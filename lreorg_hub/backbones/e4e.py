@@ -1,6 +1,6 @@
 """e4e encoder (Encoder4Editing with an IR-SE-50 body), reference state-dict layout.
 
-Follows the public e4e checkpoint layout (the project's checkpoint-layout notes, §3): 256×256 RGB input in [−1, 1],
+Follows ``docs/CHECKPOINT_LAYOUTS.md`` §3: 256×256 RGB input in [−1, 1],
 input layer (conv → BN → PReLU), 24 bottleneck_IR_SE units in four stages, a two-level
 FPN (bilinear, align_corners=True), 18 GradualStyle heads (3 on c3, 4 on p2, 11 on p1;
 stride-2 convs with LeakyReLU 0.01, then an EqualLinear), and the progressive W+ output

@@ -1,6 +1,6 @@
 """StyleGAN2 generator with the rosinality state-dict layout, in plain PyTorch.
 
-The arithmetic follows ``shared/reference/checkpoint_layouts.md`` §2 (equalised learning
+The arithmetic follows ``docs/CHECKPOINT_LAYOUTS.md`` §2 (equalised learning
 rate applied at run time, fused leaky ReLU = √2·lrelu₀.₂(x + b), mapping with lr_mul 0.01,
 modulation/demodulation, transposed conv + [1,3,3,1] blur, ToRGB skips, noise before the
 bias), so real rosinality / e4e weights strict-load without renaming and give the same
