@@ -180,9 +180,13 @@ class PrivacyRecord:
             lines.append("Identity was not anonymized.")
         elif self.mechanism in ("window", "strict"):
             a, b = self.rank_window or ("?", "?")
-            lines.append(f"Identity anonymized by the group sampler (GIA, {self.mechanism} "
-                         f"mechanism, ranks {a}..{b}) with ε = {_number(self.epsilon)} per "
-                         f"draw.")
+            rows = self.extra.get("style_rows")
+            sampler = (f"style-mix (training-free baseline: W+ rows [{rows[0]}, {rows[1]}) "
+                       f"replaced by a synthetic identity whose group was drawn with the "
+                       f"{self.mechanism} mechanism, ranks {a}..{b})" if rows else
+                       f"the group sampler (GIA, {self.mechanism} mechanism, ranks {a}..{b})")
+            lines.append(f"Identity anonymized by {sampler} with ε = {_number(self.epsilon)} "
+                         f"per draw.")
         elif self.mechanism == "laplace":
             lines.append(f"Identity anonymized by the Laplace baseline with ε = "
                          f"{_number(self.epsilon)} per draw.")

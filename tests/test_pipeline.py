@@ -207,6 +207,8 @@ def test_style_mix_runs_through_the_same_call(style_mix_pipeline, astronaut, ast
     assert rec["epsilon"] == 2.0 and rec["mechanism"] == "window"
     assert rec["epsilon_total"] == 4.0 and rec["seed"] == 3 and rec["warnings"]
     assert rec["description"].startswith("Method: style-mix (training-free baseline).")
+    assert "Identity anonymized by style-mix (training-free baseline: W+ rows [2, 4)" in \
+        rec["description"] and "the group sampler (GIA" not in rec["description"]
     assert "rows [2, 4)" in rec["scope"]
     face = result.faces[0]
     assert len(face.diverse) == 2 and face.anonymized is face.recovered
