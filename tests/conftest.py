@@ -20,6 +20,15 @@ def randomize(module: torch.nn.Module, generator: torch.Generator, std: float = 
             p.copy_(torch.randn(p.shape, generator=generator) * std)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a test module (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(1234)

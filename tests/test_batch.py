@@ -12,13 +12,8 @@ from skimage import data
 from lreorg_hub.pipeline import LReOrgPipeline, NoFaceError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # These tests compare outputs, not speed; one thread is faster on a busy 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# These tests compare outputs, not speed; one thread is faster on a busy 2-core machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def pixels(img):

@@ -29,14 +29,9 @@ KEY = bytes(range(32))
 N_ITEMS = 200
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Ray actors run with one thread (num_cpus=1); the local engine does the same here, so
-    # the bit-identity check compares like with like (and 2 shared cores run faster so).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Ray actors run with one thread (num_cpus=1); the local engine does the same here, so the
+# bit-identity check compares like with like (and 2 shared cores run faster so).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

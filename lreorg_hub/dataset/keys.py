@@ -34,12 +34,9 @@ def default_key_path(out: str | Path) -> Path:
     return base / "lreorg" / "dataset-keys" / f"{tag}.key"
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
+def is_within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it, after resolving links."""
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
 
 
 def load_or_create_key(path: str | Path, out: str | Path) -> tuple[bytes, bool]:
@@ -48,7 +45,7 @@ def load_or_create_key(path: str | Path, out: str | Path) -> tuple[bytes, bool]:
     Returns (secret, created). Refuses a key file inside the output folder ``out``.
     """
     path = Path(path)
-    if _inside(path, Path(out)):
+    if is_within(path, Path(out)):
         raise KeyFileError(f"the key file {path} is inside the output folder {out}: keep it "
                            f"apart from the outputs (anyone holding it can replay the draws)")
     if path.exists():

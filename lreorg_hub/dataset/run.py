@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..methods import ProtectOptions
-from .keys import item_seed
+from .keys import is_within, item_seed
 from .sources import WORK, ShardInput, SourceSpec, atomic_write, detect_kind, open_source
 
 __all__ = ["DatasetOptions", "PipelineSpec", "anonymize_dataset", "anonymize_shard",
@@ -425,7 +425,7 @@ def anonymize_dataset(src: str | Path, out: str | Path, key: bytes, *,
         raise ValueError(f"format must be auto, folder, parquet or hf, got {kind!r}")
     source_spec = SourceSpec(kind, str(src.resolve()), image_column, id_column)
     source = open_source(source_spec)
-    if out.resolve() == src.resolve() or (kind == "folder" and _is_within(out, src)):
+    if out.resolve() == src.resolve() or (kind == "folder" and is_within(out, src)):
         raise DatasetRunError(f"--out {out} must not be (inside) the source {src}")
     ids = source.ids()
     count, size = len(ids), options.shard_size
@@ -485,14 +485,6 @@ def anonymize_dataset(src: str | Path, out: str | Path, key: bytes, *,
             totals[k] += entry.get(k, 0)
     summary.update(totals)
     return summary
-
-
-def _is_within(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def _validate_options(spec: PipelineSpec, options: DatasetOptions) -> None:
