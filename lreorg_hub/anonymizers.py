@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .privacy import fresh_generator
+from .privacy import categorical, fresh_generator, randint, randperm, uniform
 
 __all__ = ["MECHANISMS", "GroupDraw", "kmeans", "check_epsilon", "check_rank_window",
            "exponential_mechanism_probabilities", "window_utilities", "strict_utilities",
@@ -121,11 +121,11 @@ def kmeans(x: Tensor, num_clusters: int, iterations: int = 50,
         raise ValueError(f"only {distinct} distinct feature(s) for {num_clusters} clusters: the "
                          f"key features are degenerate (an untrained CDFNet maps every code to "
                          f"the key feature 0)")
-    first = torch.randint(n, (1,), generator=generator)
+    first = randint(n, (1,), generator)
     centres = [x[first[0]]]
     d2 = ((x - centres[0]) ** 2).sum(-1)
     for _ in range(1, num_clusters):
-        idx = torch.multinomial(d2 / d2.sum(), 1, generator=generator)[0]
+        idx = categorical(d2, generator)
         centres.append(x[idx])
         d2 = torch.minimum(d2, ((x - x[idx]) ** 2).sum(-1))
     c = torch.stack(centres)
@@ -224,7 +224,7 @@ class IdentityAnonymizer(_FittedModule):
         picks = []
         for j in range(self.num_groups):
             idx = torch.nonzero(labels == j).flatten()
-            order = torch.randperm(idx.numel(), generator=generator)
+            order = randperm(idx.numel(), generator, device=idx.device)
             picks.append(idx[order[: int(quota[j])]])
         return torch.cat(picks)
 
@@ -264,13 +264,12 @@ class IdentityAnonymizer(_FittedModule):
         """Draw a group per row with the mechanism, then one of its members uniformly."""
         generator = generator if generator is not None else fresh_generator()
         probs = self.probabilities(f, epsilon, rank_window, mechanism)
-        group = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1)
+        group = categorical(probs, generator)
         # Uniform member of the drawn group: members sorted by group, pick offset ⌊u·count⌋.
-        member_group = self.member_group.cpu()
-        order = torch.argsort(member_group, stable=True)
-        counts = torch.bincount(member_group, minlength=self.num_groups)
+        order = torch.argsort(self.member_group, stable=True).to(group.device)
+        counts = torch.bincount(self.member_group, minlength=self.num_groups).to(group.device)
         starts = torch.cumsum(counts, 0) - counts
-        u = torch.rand(group.shape, generator=generator, dtype=torch.float64)
+        u = uniform(group.shape, generator, device=group.device, dtype=torch.float64)
         offset = torch.minimum((u * counts[group]).floor().long(), counts[group] - 1)
         member = order[starts[group] + offset]
         return GroupDraw(group=group, member=member, probabilities=probs)
@@ -365,7 +364,7 @@ class LaplaceIdentityAnonymizer(nn.Module):
         scale = self.sensitivity / eps
         generator = generator if generator is not None else fresh_generator()
         # Laplace by inverse CDF from a uniform draw, so the passed generator controls it.
-        u = torch.rand(f.shape, generator=generator, dtype=torch.float64) - 0.5
+        u = uniform(f.shape, generator, device=f.device, dtype=torch.float64) - 0.5
         noise = -scale * torch.sign(u) * torch.log1p(-2.0 * u.abs())
         return clipped + noise.to(f)
 

@@ -30,7 +30,7 @@ from .anonymizers import (MECHANISMS, AttributeAnonymizer, IdentityAnonymizer,
                           KAnonymityIdentityAnonymizer, LaplaceIdentityAnonymizer,
                           check_epsilon, check_rank_window)
 from .cdfnet import CDFNet
-from .privacy import PrivacyRecord, fresh_generator, make_generator
+from .privacy import PrivacyRecord, fresh_generator, make_generator, normal
 from .reachability import hub_reachable
 
 __all__ = ["LReOrg", "ReorganizeResult", "IDENTITY_METHODS", "BundleError",
@@ -244,8 +244,8 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
             generator = fresh_generator()
         with torch.no_grad():
             for p in model.cdfnet.parameters():
-                p.copy_(torch.randn(p.shape, generator=generator) * std)
-            emb = torch.randn(model.keyword_embeddings.shape, generator=generator)
+                p.copy_(normal(p.shape, generator, device=p.device) * std)
+            emb = normal(model.keyword_embeddings.shape, generator, device=model.device)
             model.keyword_embeddings.copy_(emb / emb.norm(dim=-1, keepdim=True))
         return model
 
@@ -291,19 +291,31 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
         return self.attribute_anonymizers[kw.KEYWORDS[kw.get(keyword, self.keywords).name].slug]
 
     # -- the method in latent space ---------------------------------------------------------
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype CDFNet runs in (float32 unless ``cdfnet`` was cast, e.g. by
+        ``LReOrgPipeline.to(dtype=...)``); the anonymizers' statistics stay float32."""
+        return self.cdfnet.row_embedding.dtype
+
     def disentangle(self, codes: Tensor, keyword: str) -> tuple[Tensor, Tensor]:
-        """CDFNet forward for a keyword: codes → (key feature f, residual r)."""
-        return self.cdfnet(codes.to(self.device), self.condition(keyword))
+        """CDFNet forward for a keyword: codes → (key feature f, residual r), in
+        ``compute_dtype``."""
+        return self.cdfnet(codes.to(self.device, self.compute_dtype), self.condition(keyword))
 
     def fuse(self, f: Tensor, r: Tensor, keyword: str) -> tuple[Tensor, Tensor]:
         """CDFNet inverse for a keyword: (f̂, r) → (information loss Δr, code ŝ)."""
-        return self.cdfnet.inverse(f, r, self.condition(keyword))
+        dtype = self.compute_dtype
+        return self.cdfnet.inverse(f.to(dtype), r.to(dtype), self.condition(keyword))
 
     def anonymize_step(self, s: Tensor, keyword: str, mechanism: str = "window",
                        epsilon: float = 1.0, rank_window: tuple[int, int] = (2, 16),
                        generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """One AR step: (f, r) = CDFNet(s, k); f̂ = A_k(f); (Δr, s') = CDFNet⁻¹(f̂, r, k)."""
+        """One AR step: (f, r) = CDFNet(s, k); f̂ = A_k(f); (Δr, s') = CDFNet⁻¹(f̂, r, k).
+
+        The anonymizer sees f in float32 whatever CDFNet's dtype: its distances and the
+        mechanism's scores are never rounded to half precision."""
         f, r = self.disentangle(s, keyword)
+        f = f.float()
         if keyword != kw.IDENTITY:
             f_hat = self.attribute_anonymizer(keyword)(f)
         elif mechanism == "laplace":
@@ -367,11 +379,11 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
         loss: dict[str, Tensor] = {}
         for keyword in k1:
             delta, s = self.anonymize_step(s, keyword, mechanism, eps, window, generator)
-            loss[f"anonymize:{keyword}"] = delta.abs().mean(dim=(1, 2)).reshape(samples, n)
+            loss[f"anonymize:{keyword}"] = delta.float().abs().mean(dim=(1, 2)).reshape(samples, n)
         s_m = s
         for keyword in k2:
             delta, s = self.recover_step(s, s0, keyword)
-            loss[f"recover:{keyword}"] = delta.abs().mean(dim=(1, 2)).reshape(samples, n)
+            loss[f"recover:{keyword}"] = delta.float().abs().mean(dim=(1, 2)).reshape(samples, n)
 
         identity_method = mechanism if kw.IDENTITY in k1 else "none"
         uses_budget = identity_method in ("window", "strict", "laplace")
@@ -383,7 +395,8 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
             extra={"attribute_anonymizer": "k-farthest sub-category mean (KAA)"}
             if any(k != kw.IDENTITY for k in k1) else {})
         shape = (samples, n, *self.feature_shape)
-        return ReorganizeResult(anonymized=s_m.reshape(shape), recovered=s.reshape(shape),
+        return ReorganizeResult(anonymized=s_m.float().reshape(shape),
+                                recovered=s.float().reshape(shape),
                                 record=record, information_loss=loss)
 
     # -- Hub: saving and strict loading ------------------------------------------------------
@@ -413,8 +426,8 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> "LReOrg":
-        """Load a bundle from a local folder or a Hub repo id (strict; ``map_location`` and
-        ``dtype`` place the model)."""
+        """Load a bundle from a local folder or a Hub repo id (strict; ``map_location`` places
+        the model, ``dtype`` sets CDFNet's dtype, the anonymizers' statistics stay float32)."""
         path = str(pretrained_model_name_or_path)
         looks_local = (os.path.isabs(path) or path.startswith(".") or os.path.exists(path)
                        or path.startswith("~"))
@@ -479,7 +492,9 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
             raise BundleError(f"{model_file} could not be read: it is corrupted or truncated "
                               f"({e}); download the bundle again") from None
         cls._check_finite(model, model_file)
-        model.to(device=map_location, dtype=dtype)
+        model.to(device=map_location)
+        if dtype is not None:  # CDFNet only: the anonymizers' statistics stay float32
+            model.cdfnet.to(dtype=dtype)
         model.eval()
         return model
 

@@ -156,7 +156,7 @@ class LReOrgPipeline:
         ``style_mix`` is a fitted ``StyleMixAnonymizer`` or a folder / repo id of one. With
         ``bundle=None`` the pipeline runs style-mix and the image baselines; the backbone then
         defaults to ``$LREORG_BACKBONE_PATH`` or the default Hub checkpoint.
-        ``torch_dtype``: the backbone's precision (see :meth:`to`).
+        ``torch_dtype``: the precision of the encoder, CDFNet and generator (see :meth:`to`).
         """
         if torch_dtype is not None:
             pipe = cls.from_pretrained(bundle, backbone, revision=revision, device=device,
@@ -415,14 +415,14 @@ class LReOrgPipeline:
 
     @property
     def dtype(self) -> torch.dtype:
-        """The backbone's dtype (float32 unless changed with :meth:`to`)."""
+        """The networks' dtype (float32 unless changed with :meth:`to`)."""
         return self.generator.dtype if self.generator is not None else torch.float32
 
     def to(self, device: str | torch.device | None = None,
            dtype: str | torch.dtype | None = None) -> "LReOrgPipeline":
-        """Move the networks to ``device`` and/or run the encoder and generator in ``dtype``
-        (float32, bfloat16 or float16; also given as a name). CDFNet, the anonymizers'
-        statistics, the DP mechanism and MTCNN stay float32: the latent work is small and the
+        """Move the networks to ``device`` and/or run the encoder, CDFNet and the generator
+        in ``dtype`` (float32, bfloat16 or float16; also given as a name). The anonymizers'
+        statistics, the DP mechanism (distances, scores, draws) and MTCNN stay float32: the
         mechanism's scores must not be rounded. A detector already built stays where it is
         (the lazy default one is built on the pipeline's device). Returns the pipeline."""
         if isinstance(dtype, str):
@@ -439,7 +439,8 @@ class LReOrgPipeline:
                         module.to(device)
                 if self.latent_avg is not None:
                     self.latent_avg = self.latent_avg.to(device)
-        for net in (self.encoder, self.generator):
+        for net in (self.encoder, self.generator,
+                    self.model.cdfnet if self.model is not None else None):
             if net is not None:
                 net.to(device=device, dtype=dtype)
         if self.backbone is not None:

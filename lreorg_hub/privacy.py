@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
-__all__ = ["PrivacyRecord", "make_generator", "fresh_generator", "GUARANTEES", "SCOPE_NOTE", "NO_DP_NOTE",
+__all__ = ["PrivacyRecord", "make_generator", "fresh_generator", "uniform", "normal", "randint",
+           "randperm", "categorical", "GUARANTEES", "SCOPE_NOTE", "NO_DP_NOTE",
            "OS_ENTROPY_NOTE", "USER_SEED_WARNING", "SEED_MAX", "DP_MECHANISMS"]
 
 #: Largest seed a torch.Generator accepts (manual_seed takes 64-bit unsigned values).
@@ -86,6 +87,60 @@ def make_generator(seed: int | None) -> tuple[torch.Generator, int | None, str]:
                          f"got {seed!r}")
     generator.manual_seed(int(seed))
     return generator, int(seed), "user"
+
+
+# -- random draws on any device -------------------------------------------------------------
+# The rule that makes one seed work whatever the model's device: random numbers are only ever
+# *created* on the generator's own device (a creation op with generator=) and then moved to
+# where they are used. No op is given a generator together with input tensors, because CUDA
+# kernels refuse a CPU generator (and a CUDA generator cannot drive CPU kernels). The same
+# CPU generator therefore gives the same draws on CPU and on CUDA.
+
+
+def _placed(t: torch.Tensor, device) -> torch.Tensor:
+    return t if device is None else t.to(device)
+
+
+def uniform(shape, generator: torch.Generator, device=None,
+            dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """U[0, 1) samples drawn on ``generator``'s device, placed on ``device`` (default: there)."""
+    return _placed(torch.rand(shape, generator=generator, device=generator.device, dtype=dtype),
+                   device)
+
+
+def normal(shape, generator: torch.Generator, device=None,
+           dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """N(0, 1) samples drawn on ``generator``'s device, placed on ``device``."""
+    return _placed(torch.randn(shape, generator=generator, device=generator.device, dtype=dtype),
+                   device)
+
+
+def randint(high: int, shape, generator: torch.Generator, device=None) -> torch.Tensor:
+    """Integers uniform in [0, high) drawn on ``generator``'s device, placed on ``device``."""
+    return _placed(torch.randint(high, shape, generator=generator, device=generator.device),
+                   device)
+
+
+def randperm(n: int, generator: torch.Generator, device=None) -> torch.Tensor:
+    """A uniform permutation of 0..n-1 drawn on ``generator``'s device, placed on ``device``."""
+    return _placed(torch.randperm(n, generator=generator, device=generator.device), device)
+
+
+def categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One index per row of ``probs`` (…, m) with P(j) ∝ probs[…, j], on ``probs``' device.
+
+    Inverse-CDF sampling from one float64 uniform per row: u·Σp falls in [c_{j−1}, c_j) with
+    probability p_j / Σp (c = cumulative sums). Entries with p = 0 have an empty interval and
+    are never drawn. The uniform comes from :func:`uniform`, so any generator device works.
+    """
+    p = probs.to(torch.float64)
+    cdf = torch.cumsum(p, dim=-1)
+    u = uniform(p.shape[:-1] + (1,), generator, device=p.device, dtype=torch.float64)
+    index = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)
+    # u·Σp rounds to Σp at most: fall back to the last index with positive probability.
+    last = p.shape[-1] - 1 - torch.argmax((p.flip(-1) > 0).to(torch.uint8), dim=-1,
+                                          keepdim=True)
+    return torch.minimum(index, last).squeeze(-1)
 
 
 def _number(x: float) -> str:

@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from ..privacy import normal, uniform
+
 __all__ = ["default_init_generator", "entropy_generator", "randn", "randn_", "kaiming_uniform_",
            "uniform_", "build_uninitialised"]
 
@@ -40,8 +42,7 @@ def randn(shape, *, generator: torch.Generator | None, device=None,
     device = torch.device(device) if device is not None else torch.device("cpu")
     if generator is None:
         generator = entropy_generator(device)
-    out = torch.randn(shape, generator=generator, device=generator.device, dtype=dtype)
-    return out.to(device)
+    return normal(shape, generator, device=device, dtype=dtype)
 
 
 def _materialised(t: torch.Tensor) -> bool:
@@ -52,7 +53,7 @@ def _materialised(t: torch.Tensor) -> bool:
 def randn_(t: torch.Tensor, generator: torch.Generator, std: float = 1.0) -> torch.Tensor:
     """Fill ``t`` in place with N(0, std²) drawn from ``generator`` (no-op on meta)."""
     if _materialised(t):
-        t.copy_(torch.randn(t.shape, generator=generator, dtype=t.dtype) * std)
+        t.copy_(normal(t.shape, generator, device=t.device, dtype=t.dtype) * std)
     return t
 
 
@@ -60,7 +61,7 @@ def randn_(t: torch.Tensor, generator: torch.Generator, std: float = 1.0) -> tor
 def uniform_(t: torch.Tensor, generator: torch.Generator, bound: float) -> torch.Tensor:
     """Fill ``t`` in place with U(-bound, bound) drawn from ``generator`` (no-op on meta)."""
     if _materialised(t):
-        u = torch.rand(t.shape, generator=generator, dtype=t.dtype)
+        u = uniform(t.shape, generator, device=t.device, dtype=t.dtype)
         t.copy_(u.mul_(2 * bound).sub_(bound))
     return t
 

@@ -136,20 +136,17 @@ def _unfold(y: torch.Tensor, n: int) -> torch.Tensor:
 _PHASE_TAPS = ((2, 0), (-1, 1))
 
 
-def _phase_matrix() -> torch.Tensor:
-    """0/1 matrix P (16, 9): phase taps (a, b, ty, tx) ← 3×3 kernel taps (ky, kx)."""
-    p = torch.zeros(2, 2, 2, 2, 3, 3, device="cpu")
-    for a in range(2):
-        for b in range(2):
-            for ty in range(2):
-                for tx in range(2):
-                    ky, kx = _PHASE_TAPS[a][ty], _PHASE_TAPS[b][tx]
-                    if ky >= 0 and kx >= 0:
-                        p[a, b, ty, tx, ky, kx] = 1.0
-    return p.reshape(16, 9)
+def _phase_kernels(base: torch.Tensor) -> torch.Tensor:
+    """3×3 kernels (O, 3, 3, I) → the four 2×2 phase kernels (O, 4, 4, I): phase (a, b) =
+    2a + b, tap (ty, tx) = 2ty + tx, unused taps exactly zero. Built by slicing on the
+    kernels' own device (a constant index matrix would be a host-to-device copy per call)."""
+    def taps(k: torch.Tensor, dim: int) -> list[torch.Tensor]:  # one (…, 2, …) per phase
+        zero = torch.zeros_like(k.narrow(dim, 0, 1))
+        return [torch.cat([k.narrow(dim, t, 1) if t >= 0 else zero for t in phase], dim)
+                for phase in _PHASE_TAPS]
 
-
-_PHASE_MATRIX = _phase_matrix()
+    phases = [col for row in taps(base, 1) for col in taps(row, 2)]  # (O, 2, 2, I) each
+    return torch.stack(phases, 1).reshape(base.shape[0], 4, 4, base.shape[-1])
 
 
 # --------------------------------------------------------------------------------------
@@ -355,7 +352,7 @@ class ModulatedConv2d(nn.Module):
         # four 2×2 phase kernels (unused taps exactly zero), run as one convolution with
         # 4·C_out outputs and interleaved by pixel_shuffle. The result is the (2H+1)²
         # transposed-conv output followed by one zero row and column.
-        pw = (_PHASE_MATRIX.to(base) @ base.reshape(o, 9, i)).view(o, 4, 4, i)
+        pw = _phase_kernels(base)
         wgt = pw[None] * coef[:, :, None, None, :]  # (N, O, phase, tap, I)
         wgt = wgt.reshape(n * o * 4, 2, 2, i).permute(0, 3, 1, 2)
         y = F.conv2d(xf, wgt, padding=1, groups=n)
@@ -386,7 +383,7 @@ class ModulatedConv2d(nn.Module):
             return y if bias is None else y.add_(bias.to(y.dtype).view(1, -1, 1, 1))
         # The polyphase transposed convolution of the grouped path, with the shared kernel.
         base = weight.permute(0, 2, 3, 1)  # (O, 3, 3, I)
-        pw = (_PHASE_MATRIX.to(base) @ base.reshape(o, 9, i)).view(o * 4, 2, 2, i)
+        pw = _phase_kernels(base).view(o * 4, 2, 2, i)
         y = F.conv2d(x, pw.permute(0, 3, 1, 2), padding=1)
         y = F.pixel_shuffle(y, 2)
         if d is not None:

@@ -65,7 +65,8 @@ def sample_mapping_codes(generator, count: int, rng: torch.Generator | None = No
 
 
 def _features(model, codes: Tensor, keyword: str, batch_size: int) -> Tensor:
-    return torch.cat([model.disentangle(c, keyword)[0].cpu() for c in codes.split(batch_size)])
+    return torch.cat([model.disentangle(c, keyword)[0].float().cpu()
+                      for c in codes.split(batch_size)])
 
 
 @torch.no_grad()
