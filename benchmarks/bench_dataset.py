@@ -89,6 +89,61 @@ def time_batches(pipe, images, batch_size: int, repeats: int) -> dict:
                          for k in ("load", "encode", "reorganize", "generate", "paste")}}
 
 
+@torch.no_grad()
+def half_precision_lreorg(parts, device, faces: int = 8) -> dict:
+    """The whole latent path in bf16 / fp16 (CDFNet and generator) against float32 on the
+    same W+ codes with the same seed: CDFNet's round-trip error and per-face image max |Δ|
+    (a face whose drawn group differs shows as a large Δ: the key feature's rounding moved
+    its distances across a tie)."""
+    import copy
+
+    model, _, generator, latent_avg = parts
+    w = generator.sample_w(faces, generator=torch.Generator().manual_seed(2)).to(device)
+    codes = w.unsqueeze(1).expand(-1, generator.n_latent, -1).contiguous()
+    ref_model, ref_gen = model.to(device), generator.to(device)
+    ref = ref_gen(ref_model.reorganize(codes, seed=0).recovered[0])
+    out = {}
+    for name in ("bfloat16", "float16"):
+        dtype = DTYPES[name]
+        m, g = copy.deepcopy(model), copy.deepcopy(generator).to(dtype)
+        m.cdfnet.to(dtype)
+        img = g(m.reorganize(codes, seed=0).recovered[0]).float()
+        per_face = (img - ref).abs().flatten(1).max(dim=1).values
+        k = m.condition(m.keywords[0])
+        f, r = m.cdfnet(codes.to(dtype), k)
+        back = m.cdfnet.inverse(f, r, k)[1].float()
+        out[name] = {"cdfnet_round_trip_rel": float((back - codes).abs().max()
+                                                    / codes.abs().max()),
+                     "median_face_max_diff": float(per_face.median()),
+                     "worst_face_max_diff": float(per_face.max())}
+    return out
+
+
+@torch.no_grad()
+def preview_latency(parts, device, dtypes, repeats: int) -> list[dict]:
+    """One aligned face through the pipeline (no detection): the preview a Space visitor
+    waits for. The 1024 px generator stops at 256 px (``output_size``)."""
+    model, encoder, generator, latent_avg = parts
+    size = min(256, generator.size)
+    crop = crops(1, encoder.input_size)[0]
+    rows = []
+    for name in dtypes:
+        pipe = LReOrgPipeline(model, encoder, generator, latent_avg, device=device,
+                              output_size=size).to(dtype=DTYPES[name])
+        for _ in range(2):  # warm-up (kernel selection, caches)
+            pipe(crop, aligned=True, anonymized_crops=False)
+        times = []
+        for _ in range(max(3, repeats * 5)):
+            t0 = time.perf_counter()
+            pipe(crop, aligned=True, anonymized_crops=False)
+            times.append(time.perf_counter() - t0)
+        rows.append({"dtype": name, "output_size": size, "device": str(device),
+                     "ms_median": 1000 * statistics.median(times),
+                     "ms_min": 1000 * min(times)})
+        pipe.to(dtype=torch.float32)
+    return rows
+
+
 def write_model(folder: Path, parts) -> tuple[str, str]:
     model, encoder, generator, latent_avg = parts
     model.save_pretrained(folder / "bundle")
@@ -151,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-detection", action="store_true")
+    parser.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True,
+                        help="single-face preview latency (256 px output)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", default="benchmarks/results/dataset.json")
     args = parser.parse_args(argv)
@@ -196,6 +253,8 @@ def _run(args) -> int:
             img = generator.to(DTYPES[name])(w)
             parity[name] = float((img.float() - ref).abs().max())
         generator.to(torch.float32)
+    lreorg_parity = half_precision_lreorg(parts, device)
+    latency = preview_latency(parts, device, dtypes, args.repeats) if args.latency else []
 
     engine_rows = []
     engines = [e for e in args.engines.split(",") if e]
@@ -237,6 +296,14 @@ def _run(args) -> int:
               f"{st['reorganize']:>7.2f}s{st['generate']:>9.2f}s")
     print("max |image diff| vs float32 on the same codes: " +
           ", ".join(f"{k} {v:.4f}" for k, v in parity.items()))
+    for name, r in lreorg_parity.items():
+        print(f"{name}, whole latent path (same codes and seed, CDFNet in {name}): CDFNet "
+              f"round trip {r['cdfnet_round_trip_rel']:.4f} (relative), image max |Δ| per "
+              f"face: median {r['median_face_max_diff']:.3f}, worst {r['worst_face_max_diff']:.3f}")
+    for r in latency:
+        print(f"single-face latency, {r['output_size']} px output, {r['dtype']}: "
+              f"{r['ms_median']:.1f} ms median (encode + reorganize + generate + paste, "
+              f"aligned crop)")
     if engine_rows:
         print(f"\nengines (a folder of {args.engine_items} files: read + anonymize + write, "
               f"batch = shard = {args.engine_batch}, start-up included)")
@@ -255,7 +322,9 @@ def _run(args) -> int:
     report = {"benchmark": "dataset", "config": args.config, "device": str(device),
               "threads": torch.get_num_threads(), "load_average": os.getloadavg()[0],
               "torch": torch.__version__, "python": platform.python_version(),
-              "rows": rows, "half_precision_max_image_diff": parity, "engines": engine_rows,
+              "rows": rows, "half_precision_max_image_diff": parity,
+              "half_precision_lreorg": lreorg_parity, "latency": latency,
+              "engines": engine_rows,
               "detection_s_per_photo": detect_s, "gpu": gpu}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

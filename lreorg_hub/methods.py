@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar, Sequence
 
 from . import keywords as kw
@@ -347,6 +347,13 @@ class LatentMethod(ABC):
     def protect_codes(self, codes, options: ProtectOptions) -> LatentOutput:
         """codes (N, L, D), options already checked → LatentOutput."""
 
+    def protect_codes_many(self, codes: list, options: list[ProtectOptions]
+                           ) -> list[LatentOutput]:
+        """Many photos' codes, each with its options (which differ at most in the seed) →
+        one LatentOutput per photo. This default runs them one by one; methods with
+        network passes override it to share them."""
+        return [self.protect_codes(c, o) for c, o in zip(codes, options)]
+
 
 class ImageMethod(ABC):
     """Photo and faces in, photo out (no encoder, no generator)."""
@@ -410,15 +417,35 @@ class LReOrgMethod(LatentMethod):
         return KeywordSupport(tuple(anonymize), recover, unavailable)
 
     def protect_codes(self, codes, options: ProtectOptions) -> LatentOutput:
-        mechanism = self._IDENTITY[self.info.name] or options.mechanism or "window"
-        out = self.model.reorganize(codes, options.anonymize, options.recover,
-                                    epsilon=options.epsilon, rank_window=options.rank_window,
-                                    mechanism=mechanism, seed=options.seed,
-                                    samples=options.samples or 1)
-        record = _record_dict(out.record, self.info, information_loss={
-            k: float(v.mean()) for k, v in out.information_loss.items()})
-        return LatentOutput(out.recovered, out.anonymized if out.record.recover else None,
-                            record)
+        return self.protect_codes_many([codes], [options])[0]
+
+    def protect_codes_many(self, codes: list, options: list[ProtectOptions]
+                           ) -> list[LatentOutput]:
+        """All photos share every CDFNet pass (``LReOrg.reorganize_many``); each keeps its
+        own seed and so its own DP draw."""
+        first = options[0]
+        if any(replace(o, seed=None) != replace(first, seed=None) for o in options):
+            raise ValueError("protect_codes_many: the photos' options may differ only in "
+                             "the seed")
+        mechanism = self._IDENTITY[self.info.name] or first.mechanism or "window"
+        outs = self.model.reorganize_many(
+            codes, [o.seed for o in options], first.anonymize, first.recover,
+            epsilon=first.epsilon, rank_window=first.rank_window, mechanism=mechanism,
+            samples=first.samples or 1)
+        import torch
+
+        names = list(outs[0].information_loss)
+        # One read-back for every photo's mean information loss, not one per number.
+        means = torch.stack([torch.stack([o.information_loss[k].mean() for k in names])
+                             for o in outs]).tolist() if names else [[] for _ in outs]
+        results = []
+        for out, mean in zip(outs, means):
+            record = _record_dict(out.record, self.info,
+                                  information_loss=dict(zip(names, mean)))
+            results.append(LatentOutput(out.recovered,
+                                        out.anonymized if out.record.recover else None,
+                                        record))
+        return results
 
 
 def _record_dict(record, info: MethodInfo, **more) -> dict:

@@ -9,6 +9,7 @@ reorganization (RR); it never sees pixels.
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import math
 import os
@@ -309,31 +310,47 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
 
     def anonymize_step(self, s: Tensor, keyword: str, mechanism: str = "window",
                        epsilon: float = 1.0, rank_window: tuple[int, int] = (2, 16),
-                       generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+                       generator: torch.Generator | Sequence[tuple[torch.Generator, int]]
+                       | None = None) -> tuple[Tensor, Tensor]:
         """One AR step: (f, r) = CDFNet(s, k); f̂ = A_k(f); (Δr, s') = CDFNet⁻¹(f̂, r, k).
 
+        ``generator`` may also be a list of (generator, rows): consecutive blocks of s drawn
+        with their own generator (many photos in one CDFNet pass, each with its own coins).
         The anonymizer sees f in float32 whatever CDFNet's dtype: its distances and the
         mechanism's scores are never rounded to half precision."""
         f, r = self.disentangle(s, keyword)
         f = f.float()
         if keyword != kw.IDENTITY:
             f_hat = self.attribute_anonymizer(keyword)(f)
-        elif mechanism == "laplace":
-            f_hat = self.laplace_anonymizer(f, epsilon, generator)
         elif mechanism == "k-anonymity":
             f_hat = self.k_anonymity_anonymizer(f, self.identity_anonymizer)
         else:
-            f_hat = self.identity_anonymizer(f, epsilon, rank_window, mechanism, generator)
+            blocks = generator if isinstance(generator, (list, tuple)) else \
+                [(generator, f.shape[0])]
+            if sum(rows for _, rows in blocks) != f.shape[0]:
+                raise ValueError(f"generator blocks cover {sum(r for _, r in blocks)} rows, "
+                                 f"the codes have {f.shape[0]}")
+            parts = f.split([rows for _, rows in blocks])
+            if mechanism == "laplace":
+                f_hat = torch.cat([self.laplace_anonymizer(part, epsilon, g)
+                                   for part, (g, _) in zip(parts, blocks)])
+            else:
+                f_hat = torch.cat([self.identity_anonymizer(part, epsilon, rank_window,
+                                                            mechanism, g)
+                                   for part, (g, _) in zip(parts, blocks)])
         return self.fuse(f_hat, r, keyword)
 
-    def recover_step(self, s: Tensor, s0: Tensor, keyword: str) -> tuple[Tensor, Tensor]:
+    def recover_step(self, s: Tensor, s0: Tensor, keyword: str,
+                     origin: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """One RR step: r from s, f⁰ from the original s⁰, (Δr, s') = CDFNet⁻¹(f⁰, r, k).
 
-        s0 may hold fewer rows than s when s stacks several samples of the same faces.
+        s0 may hold fewer rows than s when s stacks several samples of the same faces:
+        ``origin`` gives, for each row of s, its row of s0 (default: s is s0 repeated).
         """
         _, r = self.disentangle(s, keyword)
         f0, _ = self.disentangle(s0, keyword)
-        return self.fuse(f0.repeat(s.shape[0] // f0.shape[0], 1, 1), r, keyword)
+        f0 = f0.repeat(s.shape[0] // f0.shape[0], 1, 1) if origin is None else f0[origin]
+        return self.fuse(f0, r, keyword)
 
     @torch.no_grad()
     def reorganize(self, codes: Tensor, anonymize: Sequence[str] | str | None = kw.DEFAULT_ANONYMIZE,
@@ -357,6 +374,25 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
             samples: how many independent draws per face (diverse outputs); releasing all of
                 them spends samples·ε (the record's ``epsilon_total``).
         """
+        return self.reorganize_many([codes], [seed], anonymize, recover, epsilon=epsilon,
+                                    rank_window=rank_window, mechanism=mechanism,
+                                    samples=samples)[0]
+
+    @torch.no_grad()
+    def reorganize_many(self, codes: Sequence[Tensor], seeds: Sequence[int | None],
+                        anonymize: Sequence[str] | str | None = kw.DEFAULT_ANONYMIZE,
+                        recover: Sequence[str] | str | None = kw.DEFAULT_RECOVER,
+                        epsilon: float | None = None,
+                        rank_window: Sequence[int] | None = None, mechanism: str = "window",
+                        samples: int = 1) -> list[ReorganizeResult]:
+        """:meth:`reorganize` for many photos at once: ``codes[i]`` (N_i, L, 512) drawn with
+        ``seeds[i]`` (None: OS entropy), one result per photo, in order.
+
+        Every CDFNet pass takes the faces and samples of all photos together; only the DP
+        draw runs per photo, with that photo's own generator, so each result is what
+        ``reorganize(codes[i], seed=seeds[i])`` gives (up to float rounding of the larger
+        batch).
+        """
         k1, k2 = kw.validate_selection(anonymize, recover, self.keywords)
         if mechanism not in IDENTITY_METHODS:
             raise ValueError(f"mechanism must be one of {', '.join(IDENTITY_METHODS)}, "
@@ -367,37 +403,51 @@ class LReOrg(nn.Module, PyTorchModelHubMixin,
         if isinstance(samples, bool) or int(samples) != samples or samples < 1:
             raise ValueError(f"samples must be a positive integer, got {samples!r}")
         samples = int(samples)
-        generator, seed_kept, seed_source = make_generator(seed)
+        if len(codes) != len(seeds):
+            raise ValueError(f"{len(codes)} code tensors but {len(seeds)} seeds")
+        generators = [make_generator(seed) for seed in seeds]
 
-        s0 = self.cdfnet._rows(codes.to(self.device, torch.float32), "codes")
-        if not bool(torch.isfinite(s0).all()):
-            raise ValueError("codes contain NaN or ∞ values (a damaged encoder or input); "
-                             "refusing to anonymize them into non-finite faces")
-        n = s0.shape[0]
-        # All samples in one batch, sample-major: row i*N + j is sample i of face j.
-        s = s0.repeat(samples, 1, 1)
+        s0 = [self.cdfnet._rows(c.to(self.device, torch.float32), "codes") for c in codes]
+        for part in s0:
+            if not bool(torch.isfinite(part).all()):
+                raise ValueError("codes contain NaN or ∞ values (a damaged encoder or input); "
+                                 "refusing to anonymize them into non-finite faces")
+        counts = [part.shape[0] for part in s0]
+        # Photo after photo; within a photo sample-major: row i*N + j is sample i of face j.
+        s = torch.cat([part.repeat(samples, 1, 1) for part in s0])
+        starts = list(itertools.accumulate([0] + counts[:-1]))
+        origin = torch.cat([start + torch.arange(samples * n, device=self.device) % n
+                            for start, n in zip(starts, counts)])
+        blocks = [(g, samples * n) for (g, _, _), n in zip(generators, counts)]
+        s_all0 = torch.cat(s0)
         loss: dict[str, Tensor] = {}
         for keyword in k1:
-            delta, s = self.anonymize_step(s, keyword, mechanism, eps, window, generator)
-            loss[f"anonymize:{keyword}"] = delta.float().abs().mean(dim=(1, 2)).reshape(samples, n)
+            delta, s = self.anonymize_step(s, keyword, mechanism, eps, window, blocks)
+            loss[f"anonymize:{keyword}"] = delta.float().abs().mean(dim=(1, 2))
         s_m = s
         for keyword in k2:
-            delta, s = self.recover_step(s, s0, keyword)
-            loss[f"recover:{keyword}"] = delta.float().abs().mean(dim=(1, 2)).reshape(samples, n)
+            delta, s = self.recover_step(s, s_all0, keyword, origin)
+            loss[f"recover:{keyword}"] = delta.float().abs().mean(dim=(1, 2))
 
         identity_method = mechanism if kw.IDENTITY in k1 else "none"
         uses_budget = identity_method in ("window", "strict", "laplace")
-        record = PrivacyRecord(
-            anonymize=list(k1), recover=list(k2), mechanism=identity_method,
-            epsilon=eps if uses_budget else None,
-            rank_window=list(window) if identity_method in MECHANISMS else None,
-            seed=seed_kept, seed_source=seed_source, samples=samples,
-            extra={"attribute_anonymizer": "k-farthest sub-category mean (KAA)"}
-            if any(k != kw.IDENTITY for k in k1) else {})
-        shape = (samples, n, *self.feature_shape)
-        return ReorganizeResult(anonymized=s_m.float().reshape(shape),
-                                recovered=s.float().reshape(shape),
-                                record=record, information_loss=loss)
+        results = []
+        rows = [samples * n for n in counts]
+        for i, ((_, seed_kept, seed_source), n) in enumerate(zip(generators, counts)):
+            record = PrivacyRecord(
+                anonymize=list(k1), recover=list(k2), mechanism=identity_method,
+                epsilon=eps if uses_budget else None,
+                rank_window=list(window) if identity_method in MECHANISMS else None,
+                seed=seed_kept, seed_source=seed_source, samples=samples,
+                extra={"attribute_anonymizer": "k-farthest sub-category mean (KAA)"}
+                if any(k != kw.IDENTITY for k in k1) else {})
+            shape = (samples, n, *self.feature_shape)
+            take = slice(sum(rows[:i]), sum(rows[:i + 1]))
+            results.append(ReorganizeResult(
+                anonymized=s_m[take].float().reshape(shape),
+                recovered=s[take].float().reshape(shape), record=record,
+                information_loss={k: v[take].reshape(samples, n) for k, v in loss.items()}))
+        return results
 
     # -- Hub: saving and strict loading ------------------------------------------------------
     def generate_model_card(self, *args, **kwargs) -> ModelCard:

@@ -31,6 +31,11 @@ def test_dataset_benchmark_writes_its_table_and_json(tmp_path, capsys):
     assert all(r["faces_per_s"] > 0 for r in report["rows"])
     assert report["engines"][0]["engine"] == "local" and report["engines"][0]["items"] == 6
     assert set(report["half_precision_max_image_diff"]) == {"bfloat16", "float16"}
+    half = report["half_precision_lreorg"]
+    assert set(half) == {"bfloat16", "float16"}
+    assert 0 < half["float16"]["cdfnet_round_trip_rel"] < half["bfloat16"]["cdfnet_round_trip_rel"]
+    assert [(r["dtype"], r["output_size"]) for r in report["latency"]] == [("float32", 64)]
+    assert report["latency"][0]["ms_median"] > 0
     if report["device"] == "cpu":
         assert all(g["status"].startswith("not measured") for g in report["gpu"])
     assert "faces/s" in capsys.readouterr().out

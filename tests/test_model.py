@@ -213,7 +213,38 @@ def test_load_honours_device_and_dtype(tiny_bundle, tmp_path):
     loaded = LReOrg.from_pretrained(tmp_path / "bundle", map_location=torch.device("cpu"),
                                     dtype=torch.float64)
     assert loaded.device.type == "cpu"
-    assert loaded.cdfnet.row_embedding.dtype == torch.float64
+    assert loaded.cdfnet.row_embedding.dtype == torch.float64 == loaded.compute_dtype
+    # dtype is CDFNet's: the anonymizers' statistics stay float32
+    assert loaded.identity_anonymizer.members.dtype == torch.float32
+    assert loaded.keyword_embeddings.dtype == torch.float32
+
+
+@pytest.mark.parametrize("mechanism", ["window", "strict", "laplace", "k-anonymity"])
+def test_many_photos_in_one_pass_equal_one_call_per_photo(tiny_bundle, gen, mechanism):
+    photos = [torch.randn(n, L, D, generator=gen) for n in (1, 3, 2)]
+    seeds = [11, 12, 13]
+    many = tiny_bundle.reorganize_many(photos, seeds, epsilon=1.0, mechanism=mechanism,
+                                       samples=3)
+    assert len(many) == 3
+    for codes, seed, got in zip(photos, seeds, many):
+        one = tiny_bundle.reorganize(codes, epsilon=1.0, mechanism=mechanism, seed=seed,
+                                     samples=3)
+        assert got.recovered.shape == one.recovered.shape == (3, codes.shape[0], L, D)
+        # each photo keeps its own draw; only float rounding of the larger batch differs
+        torch.testing.assert_close(got.anonymized, one.anonymized, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got.recovered, one.recovered, atol=1e-5, rtol=1e-5)
+        assert got.record == one.record and got.record.seed == seed
+        assert set(got.information_loss) == set(one.information_loss)
+        for k, v in got.information_loss.items():
+            torch.testing.assert_close(v, one.information_loss[k], atol=1e-5, rtol=1e-4)
+    # photos with different seeds get different draws even with the same codes
+    same = tiny_bundle.reorganize_many([photos[1], photos[1]], [1, 2], mechanism=mechanism)
+    if mechanism != "k-anonymity":  # deterministic
+        assert not torch.equal(same[0].anonymized, same[1].anonymized)
+    with pytest.raises(ValueError, match="3 code tensors but 2 seeds"):
+        tiny_bundle.reorganize_many(photos, [1, 2])
+    unkept = tiny_bundle.reorganize_many(photos[:2], [None, None])
+    assert all(r.record.seed is None and r.record.seed_source == "os-entropy" for r in unkept)
 
 
 def test_not_a_bundle_and_offline_hub_are_clear_errors(tmp_path):
