@@ -4,23 +4,31 @@ encoder and the generator together in chunks of ``batch_size``.
 ``run_batch(pipe, images, seeds=...)`` gives, in input order, what ``pipe(image, seed=...)``
 gives for each photo (a ``PipelineResult``), or the exception that photo raised: one bad photo
 never stops the batch. Each photo keeps its own seed and so its own DP draw; only the
-backbone passes are shared. ``LReOrgPipeline.run_batch`` calls this.
+backbone passes are shared. ``LReOrgPipeline.run_batch`` calls this, and
+``LReOrgPipeline.__call__`` is :func:`protect_photos` on a batch of one.
+
+On the pipeline's device, a photo goes there once as uint8, and everything until the
+composed photo stays there as tensors: alignment, encoder input, W+ codes, generated crops,
+paste-back. At the end the composed photos and every crop the results show are gathered into
+one uint8 buffer and copied to the host once (``imaging.to_host_once``). Detection (MTCNN)
+reads the host copy of the photo; the image baselines (blur, …) work on the host, photo by
+photo.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
-from .faces import Face, align_face, paste_back_all
-from .imaging import ImageSource, as_rgb_array, load_image, tensor_to_pil
+from .faces import AlignTransform, Face, align_face, align_faces, lanczos_resize, paste_faces
+from .imaging import ImageSource, load_image, photo_tensor, tensor_to_uint8, to_host_once
 from .methods import ImageMethod, ProtectOptions
 
-__all__ = ["run_batch"]
+__all__ = ["run_batch", "protect_photos"]
 
 
 @dataclass
@@ -28,18 +36,19 @@ class _Photo:
     """One photo's state between the batched stages."""
 
     index: int
-    photo: Image.Image | None = None
+    options: ProtectOptions
+    photo: Image.Image | None = None           # the host copy (MTCNN, aligned inputs)
+    pixels: torch.Tensor | None = None         # (3, H, W) uint8 on the pipeline's device
     found: int = 0
-    faces: list[tuple[int, Face | None]] = field(default_factory=list)  # (detector index, face)
+    faces: list[tuple[int, np.ndarray | None, float | None]] = field(default_factory=list)
+    transforms: list[AlignTransform] = field(default_factory=list)
+    crops: torch.Tensor | None = None          # (n, 3, S, S) uint8: the encoder's input
     codes: slice | None = None                 # its rows of the batch's W+ codes
-    out: object = None                         # ReorganizeResult
+    out: object = None                         # LatentOutput
+    generated: slice | None = None             # its rows of the generated recovered crops
+    anonymized: slice | None = None            # its rows of the generated anonymized crops
+    composed: torch.Tensor | None = None       # (3, H, W) uint8
     error: Exception | None = None
-
-
-def _sync(device: torch.device) -> None:
-    # Kernels on CUDA run asynchronously: a stage's time is only real after a sync.
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @torch.inference_mode()
@@ -63,8 +72,6 @@ def run_batch(pipe, images: Sequence[ImageSource], seeds: Sequence[int | None] |
     Returns: a list, in input order, of ``PipelineResult`` or the exception of that photo.
         Every result's ``timings`` holds the whole batch's stage times (shared work).
     """
-    from .pipeline import FaceResult, NoFaceError, PipelineResult
-
     images = list(images)
     seeds = [None] * len(images) if seeds is None else list(seeds)
     if len(seeds) != len(images):
@@ -79,127 +86,222 @@ def run_batch(pipe, images: Sequence[ImageSource], seeds: Sequence[int | None] |
     method, opts = pipe.check(method, given, aligned=aligned, faces=faces)
     per_photo = [pipe.check(method, replace(given, seed=s), aligned=aligned, faces=faces)[1]
                  if s is not None else opts for s in seeds]  # every seed checked up front
-    runner = pipe.methods[method]
     chunk = pipe.batch_size if batch_size is None else batch_size
     if isinstance(chunk, bool) or int(chunk) != chunk or chunk < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    chunk = int(chunk)
+    return protect_photos(pipe, images, per_photo, method, aligned=aligned, faces=faces,
+                          anonymized_crops=anonymized_crops, chunk=int(chunk))
+
+
+def protect_photos(pipe, images: Sequence[ImageSource], options: Sequence[ProtectOptions],
+                   method: str, *, aligned: bool, faces: Sequence[int] | None,
+                   anonymized_crops: bool, chunk: int) -> list:
+    """The flow behind ``__call__`` and :func:`run_batch`, once method and options (one per
+    photo) are checked: a list of ``PipelineResult`` or that photo's exception."""
+    from .pipeline import _Timer
+
+    runner = pipe.methods[method]
     if isinstance(runner, ImageMethod):  # no backbone work to share
         results = []
-        for image, o in zip(images, per_photo):
+        for image, o in zip(images, options):
             try:
-                results.append(pipe(image, method=method, options=o, faces=faces))
+                results.append(_protect_with_image_method(pipe, image, runner, o, faces))
             except Exception as e:  # one photo never stops the batch
                 results.append(e)
         return results
-    timings: dict[str, float] = {}
-
-    def timed(stage, fn, *args):
-        _sync(pipe.device)
-        start = time.perf_counter()
-        value = fn(*args)
-        _sync(pipe.device)
-        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
-        return value
-
-    photos = [_Photo(i) for i in range(len(images))]
+    timer = _Timer(pipe.device)
+    photos = [_Photo(i, o) for i, o in enumerate(options)]
     # 1. load, detect, align (per photo: MTCNN and the warps work photo by photo)
-    crops: list[Image.Image] = []
     for p, image in zip(photos, images):
         try:
-            p.photo = timed("load", load_image, image, pipe.max_pixels)
-            if aligned:
-                if abs(p.photo.width - p.photo.height) > 1:
-                    raise ValueError(f"an aligned face crop must be square, got "
-                                     f"{p.photo.width}×{p.photo.height}")
-                p.found, p.faces, face_crops = 1, [(0, None)], [p.photo]
-            else:
-                found = timed("detect", pipe.detector.locate, p.photo)
-                if not found:
-                    raise NoFaceError("No face was found in this photo.")
-                p.found = len(found)
-                face_crops = []
-                for i in pipe._select(len(found), faces):
-                    box, points, score = found[i]
-                    crop, transform = timed("align", align_face, p.photo, points,
-                                            pipe.detector.output_size)
-                    p.faces.append((i, Face(box=box, landmarks=points, score=score,
-                                            transform=transform, aligned=crop)))
-                    face_crops.append(crop)
-            p.codes = slice(len(crops), len(crops) + len(face_crops))
-            crops.extend(face_crops)
+            _load_and_align(pipe, p, image, aligned, faces, timer)
         except Exception as e:  # unreadable, no face, too large…: that photo's result
             p.error = e
     live = [p for p in photos if p.error is None]
     if not live:
         return [p.error for p in photos]
     # 2. encode every face of every photo together
-    codes = timed("encode", _encode, pipe, crops, chunk)
+    with timer("encode"):
+        codes = _encode(pipe, [p.crops for p in live], chunk)
+    start = 0
+    for p in live:
+        p.codes = slice(start, start + p.crops.shape[0])
+        start = p.codes.stop
     # 3. the latent method per photo (its own seed: its own generator and DP draw)
     for p in live:
         try:
-            p.out = timed(runner.stage, runner.protect_codes, codes[p.codes],
-                          per_photo[p.index])
+            with timer(runner.stage):
+                p.out = runner.protect_codes(codes[p.codes], p.options)
         except Exception as e:
             p.error = e
     live = [p for p in live if p.error is None]
-    # 4. generate every sample of every face of every photo together
-    flat = [p.out.recovered.reshape(-1, *p.out.recovered.shape[2:]) for p in live]
-    extra = [p.out.anonymized[0] for p in live
-             if anonymized_crops and p.out.anonymized is not None]
-    all_codes = torch.cat(flat + extra) if live else codes[:0]
-    images_out = timed("generate", _generate, pipe, all_codes, chunk)
-    # 5. paste back and assemble, per photo
-    results: list = []
-    pos, pos_extra = 0, sum(f.shape[0] for f in flat)
+    if not live:
+        return [p.error for p in photos]
+    # 4. generate every sample of every face of every photo together; the anonymized crops
+    # go through their own passes, so the recovered ones do not depend on whether they exist.
+    with timer("generate"):
+        codes, rows = _stack_codes(live, "recovered")
+        recovered = _generate(pipe, codes, chunk)
+        extra = [p for p in live if anonymized_crops and p.out.anonymized is not None]
+        anonymized = None
+        if extra:
+            codes, extra_rows = _stack_codes(extra, "anonymized")
+            anonymized = _generate(pipe, codes, chunk)
+            for p, r in zip(extra, extra_rows):
+                p.anonymized = r
+    for p, r in zip(live, rows):
+        p.generated = r
+    # 5. paste back per photo, then one copy of every output to the host
+    with timer("paste"):
+        for p in live:
+            try:
+                first = recovered[p.generated][:len(p.faces)]  # sample 0 of each face
+                if aligned:
+                    p.composed = lanczos_resize(first[0], p.photo.size)
+                else:
+                    p.composed = paste_faces(p.pixels, p.transforms, first, pipe.feather)
+            except Exception as e:
+                p.error = e
+        live = [p for p in live if p.error is None]
+        results = _assemble(photos, live, recovered, anonymized, aligned, timer.timings)
+    return [p.error if p.error is not None else results[p.index] for p in photos]
+
+
+def _load_and_align(pipe, p: _Photo, image: ImageSource, aligned: bool,
+                    faces: Sequence[int] | None, timer) -> None:
+    """Load one photo, send it to the device once, find and align its faces there."""
+    from .pipeline import NoFaceError
+
+    with timer("load"):
+        p.photo = load_image(image, max_pixels=pipe.max_pixels)
+        if aligned:
+            _check_square(p.photo)
+        p.pixels = photo_tensor(p.photo, pipe.device)
+    if aligned:
+        p.found, p.faces, p.crops = 1, [(0, None, None)], p.pixels[None]
+        return
+    with timer("detect"):
+        found = pipe.detector.locate(p.photo)
+    if not found:
+        raise NoFaceError(_no_face_message(pipe))
+    p.found = len(found)
+    p.faces = [(i, found[i][0], found[i][2]) for i in pipe._select(len(found), faces)]
+    with timer("align"):
+        p.crops, p.transforms = align_faces(p.pixels, [found[i][1] for i, _, _ in p.faces],
+                                            pipe.detector.output_size)
+
+
+def _check_square(photo: Image.Image) -> None:
+    if abs(photo.width - photo.height) > 1:
+        raise ValueError(f"an aligned face crop must be square, got {photo.width}×"
+                         f"{photo.height}; pass the whole photo without aligned=True "
+                         f"to detect and align faces")
+
+
+def _no_face_message(pipe) -> str:
+    return ("No face was found in this photo. Try a photo where the face is clearly visible "
+            f"and at least {pipe.detector.min_face_size} pixels wide, or pass an aligned face "
+            "crop with aligned=True (--aligned).")
+
+
+def _stack_codes(photos: list[_Photo], which: str) -> tuple[torch.Tensor, list[slice]]:
+    """The W+ codes to generate, photo after photo, and each photo's rows: every sample of
+    the recovered codes (sample-major within a photo), or sample 0 of the anonymized ones."""
+    parts, rows, start = [], [], 0
     for p in photos:
-        if p.error is not None:
-            results.append(p.error)
-            continue
+        codes = getattr(p.out, which)
+        part = codes.reshape(-1, *codes.shape[2:]) if which == "recovered" else codes[0]
+        rows.append(slice(start, start + part.shape[0]))
+        start += part.shape[0]
+        parts.append(part)
+    return torch.cat(parts), rows
+
+
+def _assemble(photos: list[_Photo], live: list[_Photo], recovered: torch.Tensor,
+              anonymized: torch.Tensor | None, aligned: bool, timings: dict) -> dict:
+    """Copy every composed photo and crop to the host at once; build the results."""
+    from .pipeline import FaceResult, PipelineResult
+
+    def hwc(t: torch.Tensor) -> torch.Tensor:  # channels last, as PIL wants them
+        return t.permute(*range(t.dim() - 3), -2, -1, -3)
+
+    parts = []
+    for p in live:
+        parts.append(hwc(p.composed))
+        parts.append(hwc(recovered[p.generated]))
+        if not aligned:
+            parts.append(hwc(p.crops))
+        if p.anonymized is not None:
+            parts.append(hwc(anonymized[p.anonymized]))
+    host = iter(to_host_once(parts))
+    results = {}
+    for p in live:
+        composed = Image.fromarray(next(host).numpy())
+        generated = [Image.fromarray(a.numpy()) for a in next(host)]
         n, k = len(p.faces), p.out.recovered.shape[0]
-        mine = images_out[pos:pos + n * k]
-        pos += n * k
-        diverse = [[mine[s * n + j] for s in range(k)] for j in range(n)]  # sample-major
-        recovered = [d[0] for d in diverse]
+        diverse = [[generated[s * n + j] for s in range(k)] for j in range(n)]  # sample-major
+        recovered_crops = [d[0] for d in diverse]
+        crops = [p.photo] if aligned else [Image.fromarray(a.numpy()) for a in next(host)]
         if p.out.anonymized is None:  # nothing recovered: s^N = s^M
-            anonymized = recovered
-        elif anonymized_crops:
-            anonymized = images_out[pos_extra:pos_extra + n]
-            pos_extra += n
+            anonymized_crops = recovered_crops
+        elif p.anonymized is not None:
+            anonymized_crops = [Image.fromarray(a.numpy()) for a in next(host)]
         else:
-            anonymized = [None] * n
-        try:
-            if aligned:
-                composed = timed("paste", recovered[0].resize, p.photo.size, Image.LANCZOS)
-                face_results = [FaceResult(0, None, None, p.photo, anonymized[0],
-                                           recovered[0], diverse[0])]
-            else:
-                composed = timed("paste", paste_back_all, p.photo, [f for _, f in p.faces],
-                                 recovered, pipe.feather)
-                face_results = [FaceResult(i, [float(v) for v in f.box], float(f.score),
-                                           f.aligned, anonymized[j], recovered[j], diverse[j])
-                                for j, (i, f) in enumerate(p.faces)]
-        except Exception as e:
-            results.append(e)
-            continue
+            anonymized_crops = [None] * n
+        face_results = [
+            FaceResult(index=i, box=None if box is None else [float(v) for v in box],
+                       score=None if score is None else float(score), aligned=crops[j],
+                       anonymized=anonymized_crops[j], recovered=recovered_crops[j],
+                       diverse=diverse[j])
+            for j, (i, box, score) in enumerate(p.faces)]
         record = dict(p.out.record)
-        record["faces_processed"] = [i for i, _ in p.faces]
-        results.append(PipelineResult(composed, face_results, record, timings, p.found))
+        record["faces_processed"] = [i for i, _, _ in p.faces]
+        results[p.index] = PipelineResult(composed, face_results, record, timings, p.found)
     return results
 
 
-def _encode(pipe, crops: list[Image.Image], chunk: int) -> torch.Tensor:
-    """W+ codes of every crop, ``chunk`` crops per encoder call (as ``pipe.encode``)."""
-    if not crops:
-        return torch.empty(0, pipe.generator.n_latent, pipe.generator.style_dim)
+def _protect_with_image_method(pipe, image: ImageSource, runner: ImageMethod,
+                               opts: ProtectOptions, faces: Sequence[int] | None):
+    """One photo through an image baseline, on the host."""
+    from .pipeline import FaceResult, NoFaceError, PipelineResult, _Timer
+
+    timer = _Timer(pipe.device)
+    with timer("load"):
+        photo = load_image(image, max_pixels=pipe.max_pixels)
+    with timer("detect"):
+        found = pipe.detector.locate(photo)
+    if not found:
+        raise NoFaceError(_no_face_message(pipe))
+    size = pipe.detector.output_size
+    with timer("align"):
+        detected = []
+        for i in pipe._select(len(found), faces):
+            box, points, score = found[i]
+            crop, transform = align_face(photo, points, size)
+            detected.append((i, Face(box=box, landmarks=points, score=score,
+                                     transform=transform, aligned=crop)))
+    with timer(runner.stage):
+        composed, record = runner.protect_photo(photo, [f for _, f in detected], opts)
+    face_results = []
+    for i, f in detected:
+        crop, _ = align_face(composed, f.landmarks, size)
+        face_results.append(FaceResult(i, [float(v) for v in f.box], float(f.score),
+                                       f.aligned, crop, crop, [crop]))
+    record["faces_processed"] = [i for i, _ in detected]
+    return PipelineResult(composed, face_results, record, timer.timings, len(found))
+
+
+def _encode(pipe, crops: list[torch.Tensor], chunk: int) -> torch.Tensor:
+    """W+ codes (float32) of every crop of every (n, 3, H, W) uint8 tensor, in order,
+    ``chunk`` crops per encoder call."""
+    flat = [c for group in crops for c in group]
     # Crops of different sizes (aligned inputs) cannot be stacked: one group per size.
     groups: dict[tuple[int, int], list[int]] = {}
-    for i, c in enumerate(crops):
-        groups.setdefault(c.size, []).append(i)
-    out: list[torch.Tensor | None] = [None] * len(crops)
+    for i, c in enumerate(flat):
+        groups.setdefault(tuple(c.shape[1:]), []).append(i)
+    out: list[torch.Tensor | None] = [None] * len(flat)
     for idx in groups.values():
-        pixels = torch.stack([torch.from_numpy(as_rgb_array(crops[i])).permute(2, 0, 1)
-                              for i in idx])
+        pixels = torch.stack([flat[i] for i in idx])
         codes = torch.cat([pipe.backbone.encode(pipe.encoder.prepare(b.to(pipe.device)))
                            for b in pixels.split(chunk)])
         for i, c in zip(idx, codes):
@@ -207,10 +309,9 @@ def _encode(pipe, crops: list[Image.Image], chunk: int) -> torch.Tensor:
     return torch.stack(out).float()
 
 
-def _generate(pipe, codes: torch.Tensor, chunk: int) -> list[Image.Image]:
-    """Images of W+ codes, ``chunk`` per generator call (as ``pipe.generate``)."""
-    images: list[Image.Image] = []
-    for c in codes.split(chunk):
-        out = pipe.backbone.decode(c.to(pipe.device), output_size=pipe.output_size)
-        images.extend(tensor_to_pil(img) for img in out)
-    return images
+def _generate(pipe, codes: torch.Tensor, chunk: int) -> torch.Tensor:
+    """(N, 3, G, G) uint8 images of W+ codes on the device, ``chunk`` per generator call,
+    rounded as ``tensor_to_pil`` rounds."""
+    return torch.cat([tensor_to_uint8(pipe.backbone.decode(c.to(pipe.device),
+                                                           output_size=pipe.output_size))
+                      for c in codes.split(chunk)])

@@ -50,6 +50,9 @@ __all__ = [
     "strip_metadata",
     "pil_to_tensor",
     "tensor_to_pil",
+    "tensor_to_uint8",
+    "photo_tensor",
+    "to_host_once",
 ]
 
 #: Largest accepted photo, in pixels (50 MP covers current phone cameras at full resolution).
@@ -283,6 +286,11 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     return t / 127.5 - 1.0
 
 
+def tensor_to_uint8(tensor: torch.Tensor) -> torch.Tensor:
+    """Tensor in [-1, 1] → uint8 in 0..255 (clipped, rounded half to even), on its device."""
+    return ((tensor.detach().float().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+
+
 def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
     """A (3, H, W) or (1, 3, H, W) tensor in [-1, 1] → fresh RGB PIL image (values clipped)."""
     t = tensor.detach().to("cpu", torch.float32)
@@ -292,5 +300,34 @@ def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
         t = t[0]
     if t.dim() != 3 or t.shape[0] != 3:
         raise ValueError(f"expected a (3, H, W) tensor, got shape {tuple(tensor.shape)}")
-    arr = ((t.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    arr = tensor_to_uint8(t).permute(1, 2, 0).numpy()
     return Image.fromarray(np.ascontiguousarray(arr))
+
+
+def photo_tensor(image: Image.Image | np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """A photo (as :func:`as_rgb_array` takes it) → (3, H, W) uint8 tensor on ``device``: one
+    uint8 copy to the device, the channel move done there."""
+    arr = np.ascontiguousarray(as_rgb_array(image))
+    if not arr.flags.writeable:  # torch wants writable memory to share; a read-only view is copied
+        arr = arr.copy()
+    return torch.from_numpy(arr).to(device).permute(2, 0, 1)
+
+
+def to_host_once(tensors: "list[torch.Tensor] | tuple[torch.Tensor, ...]") -> list[torch.Tensor]:
+    """Tensors of one dtype on one device → the same tensors on the CPU, in a single copy.
+
+    They are gathered into one flat buffer on their device, copied once (one transfer instead
+    of one per tensor), and split again; the results are views of that host buffer.
+    """
+    tensors = list(tensors)
+    if not tensors:
+        return []
+    dtypes = {t.dtype for t in tensors}
+    if len(dtypes) != 1:
+        raise ValueError(f"to_host_once takes tensors of one dtype, got {sorted(map(str, dtypes))}")
+    host = torch.cat([t.reshape(-1) for t in tensors]).cpu()
+    out, start = [], 0
+    for t in tensors:
+        out.append(host[start:start + t.numel()].view(t.shape))
+        start += t.numel()
+    return out

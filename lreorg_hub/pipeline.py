@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from .backbones import Backbone, load_backbone
-from .faces import Face, FaceDetector, align_face, paste_back_all
-from .imaging import ImageSource, as_rgb_array, load_image, tensor_to_pil
+from .faces import FaceDetector
+from .imaging import ImageSource, photo_tensor, to_host_once
 from .methods import (METHODS, ImageMethod, KeywordSupport, LatentMethod, ProtectOptions,
                       build_methods, check_faces, check_method, check_output_size,
                       describe_missing)
@@ -247,21 +247,22 @@ class LReOrgPipeline:
         return self._detector
 
     # -- the stages ---------------------------------------------------------------------------
-    def encode(self, crops: Sequence[Image.Image]) -> torch.Tensor:
-        """Aligned crops (all the same size) → W+ codes s⁰ (N, L, 512), latent_avg included."""
-        pixels = torch.stack([torch.from_numpy(as_rgb_array(c)).permute(2, 0, 1) for c in crops])
-        codes = [self.backbone.encode(self.encoder.prepare(b.to(self.device)))
-                 for b in pixels.split(self.batch_size)]
-        return torch.cat(codes)
+    def encode(self, crops: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
+        """Aligned crops (PIL images of one size, or an (N, 3, H, W) uint8 tensor) → W+ codes
+        s⁰ (N, L, 512), float32, latent_avg included."""
+        from .batch import _encode
+
+        if not isinstance(crops, torch.Tensor):
+            crops = torch.stack([photo_tensor(c, self.device) for c in crops])
+        return _encode(self, [crops], self.batch_size)
 
     def generate(self, codes: torch.Tensor) -> list[Image.Image]:
         """W+ codes (N, L, 512) → images; constant noise so a seed reproduces the output."""
-        images = []
-        for chunk in codes.split(self.batch_size):
-            out = self.backbone.decode(chunk.to(self.device), output_size=self.output_size)
-            images.extend(tensor_to_pil(img) for img in out)
-        return images
+        from .batch import _generate
 
+        images = _generate(self, codes, self.batch_size)
+        (host,) = to_host_once([images.permute(0, 2, 3, 1)])
+        return [Image.fromarray(a.numpy()) for a in host]
 
     # -- the call -----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -307,51 +308,14 @@ class LReOrgPipeline:
                                  "not both")
             given = options
         method, opts = self.check(method, given, aligned=aligned, faces=faces)
-        runner = self.methods[method]
-        timer = _Timer(self.device)
-        with timer("load"):
-            photo = load_image(image, max_pixels=self.max_pixels)
-        if aligned:
-            return self._run_aligned(photo, runner, opts, timer, anonymized_crops)
-        with timer("detect"):
-            found = self.detector.locate(photo)
-        if not found:
-            raise NoFaceError("No face was found in this photo. Try a photo where the face is "
-                              "clearly visible and at least "
-                              f"{self.detector.min_face_size} pixels wide, or pass an aligned "
-                              "face crop with aligned=True (--aligned).")
-        chosen = self._select(len(found), faces)
-        with timer("align"):
-            detected = []
-            for i in chosen:
-                box, points, score = found[i]
-                crop, transform = align_face(photo, points, self.detector.output_size)
-                detected.append((i, Face(box=box, landmarks=points, score=score,
-                                         transform=transform, aligned=crop)))
-        if isinstance(runner, ImageMethod):
-            with timer(runner.stage):
-                composed, record = runner.protect_photo(photo, [f for _, f in detected], opts)
-            size = self.detector.output_size
-            face_results = []
-            for i, f in detected:
-                crop, _ = align_face(composed, f.landmarks, size)
-                face_results.append(FaceResult(i, [float(v) for v in f.box], float(f.score),
-                                               f.aligned, crop, crop, [crop]))
-        else:
-            with timer("encode"):
-                codes = self.encode([f.aligned for _, f in detected])
-            anonymized, recovered, diverse, record = self._protect_codes(
-                runner, codes, opts, timer, anonymized_crops)
-            with timer("paste"):
-                composed = paste_back_all(photo, [f for _, f in detected], recovered,
-                                          feather=self.feather)
-            face_results = [
-                FaceResult(index=i, box=[float(v) for v in f.box], score=float(f.score),
-                           aligned=f.aligned, anonymized=anonymized[j], recovered=recovered[j],
-                           diverse=diverse[j])
-                for j, (i, f) in enumerate(detected)]
-        record["faces_processed"] = [i for i, _ in detected]
-        return PipelineResult(composed, face_results, record, timer.timings, len(found))
+        from .batch import protect_photos
+
+        # One flow for one photo and many: a batch of one, its exception raised.
+        (result,) = protect_photos(self, [image], [opts], method, aligned=aligned, faces=faces,
+                                   anonymized_crops=anonymized_crops, chunk=self.batch_size)
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     @staticmethod
     def _select(count: int, faces: Sequence[int] | None) -> list[int]:
@@ -363,42 +327,6 @@ class LReOrgPipeline:
                 raise ValueError(f"face index {i!r} is out of range: {count} face(s) were "
                                  f"found, numbered 0..{count - 1} from left to right")
         return chosen
-
-    def _protect_codes(self, runner: LatentMethod, codes: torch.Tensor, opts: ProtectOptions,
-                       timer: _Timer, anonymized_crops: bool):
-        """Run a latent method on N codes and generate its crops (per face: the anonymized
-        crop, the recovered crop that is pasted, and every sample)."""
-        with timer(runner.stage):
-            out = runner.protect_codes(codes, opts)
-        n, k = codes.shape[0], out.recovered.shape[0]
-        with timer("generate"):
-            flat = self.generate(out.recovered.reshape(-1, *out.recovered.shape[2:]))
-            # flat is sample-major: index s * n + j is sample s of face j.
-            diverse = [[flat[s * n + j] for s in range(k)] for j in range(n)]
-            recovered = [d[0] for d in diverse]
-            if out.anonymized is None:  # nothing recovered: s^N = s^M
-                anonymized = recovered
-            elif anonymized_crops:
-                anonymized = self.generate(out.anonymized[0])
-            else:
-                anonymized = [None] * n
-        return anonymized, recovered, diverse, out.record
-
-    def _run_aligned(self, photo, runner: LatentMethod, opts: ProtectOptions, timer: _Timer,
-                     anonymized_crops: bool) -> PipelineResult:
-        if abs(photo.width - photo.height) > 1:
-            raise ValueError(f"an aligned face crop must be square, got {photo.width}×"
-                             f"{photo.height}; pass the whole photo without aligned=True "
-                             f"to detect and align faces")
-        with timer("encode"):
-            codes = self.encode([photo])
-        anonymized, recovered, diverse, record = self._protect_codes(
-            runner, codes, opts, timer, anonymized_crops)
-        with timer("paste"):
-            composed = recovered[0].resize(photo.size, Image.LANCZOS)
-        record["faces_processed"] = [0]
-        face = FaceResult(0, None, None, photo, anonymized[0], recovered[0], diverse[0])
-        return PipelineResult(composed, [face], record, timer.timings, 1)
 
     # -- many photos at once (lreorg_hub/batch.py) -----------------------------------------
     def run_batch(self, images: Sequence[ImageSource], seeds: Sequence[int | None] | None = None,

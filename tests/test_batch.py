@@ -71,3 +71,22 @@ def test_pipeline_in_half_precision_end_to_end(photo_bundle, tiny_backbone, astr
     with pytest.raises(ValueError, match="dtype must be float32, bfloat16 or float16"):
         half.to(dtype=torch.int8)
     assert half.to(dtype="float32").dtype == torch.float32
+
+
+def test_one_call_is_a_batch_of_one(pipeline, astronaut):
+    """__call__ and run_batch share one flow: the same seed gives the same pixels, crops
+    included, whether or not the anonymized crops are generated too."""
+    single = pipeline(astronaut, seed=11, samples=2)
+    (batched,) = pipeline.run_batch([astronaut], seeds=[11], samples=2, anonymized_crops=True)
+    lean = pipeline.run_batch([astronaut], seeds=[11], samples=2)[0]
+    for other in (batched, lean):
+        assert np.array_equal(pixels(single.image), pixels(other.image))
+        (a,), (b,) = single.faces, other.faces
+        assert np.array_equal(pixels(a.aligned), pixels(b.aligned))
+        assert np.array_equal(pixels(a.recovered), pixels(b.recovered))
+        assert all(np.array_equal(pixels(x), pixels(y)) for x, y in zip(a.diverse, b.diverse))
+        assert a.box == b.box and a.score == b.score
+    assert np.array_equal(pixels(single.faces[0].anonymized), pixels(batched.faces[0].anonymized))
+    assert lean.faces[0].anonymized is None
+    assert single.record == batched.record
+    assert list(single.timings) == list(batched.timings)
