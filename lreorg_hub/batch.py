@@ -3,8 +3,8 @@ encoder and the generator together in chunks of ``batch_size``.
 
 ``run_batch(pipe, images, seeds=...)`` gives, in input order, what ``pipe(image, seed=...)``
 gives for each photo (a ``PipelineResult``), or the exception that photo raised: one bad photo
-never stops the batch. Each photo keeps its own seed and so its own DP draw; only the
-backbone passes are shared. ``LReOrgPipeline.run_batch`` calls this, and
+never stops the batch. Each photo keeps its own seed and so its own DP draw; the network
+passes (encoder, CDFNet, generator) are shared. ``LReOrgPipeline.run_batch`` calls this, and
 ``LReOrgPipeline.__call__`` is :func:`protect_photos` on a batch of one.
 
 On the pipeline's device, a photo goes there once as uint8, and everything until the
@@ -127,13 +127,20 @@ def protect_photos(pipe, images: Sequence[ImageSource], options: Sequence[Protec
     for p in live:
         p.codes = slice(start, start + p.crops.shape[0])
         start = p.codes.stop
-    # 3. the latent method per photo (its own seed: its own generator and DP draw)
-    for p in live:
+    # 3. the latent method: network passes shared by all photos, each photo drawing with its
+    # own seed (its own generator and DP draw). If that fails (a photo with non-finite
+    # codes, say), photo by photo, so the failure stays that photo's.
+    with timer(runner.stage):
         try:
-            with timer(runner.stage):
-                p.out = runner.protect_codes(codes[p.codes], p.options)
-        except Exception as e:
-            p.error = e
+            for p, out in zip(live, runner.protect_codes_many(
+                    [codes[p.codes] for p in live], [p.options for p in live])):
+                p.out = out
+        except Exception:
+            for p in live:
+                try:
+                    p.out = runner.protect_codes(codes[p.codes], p.options)
+                except Exception as e:
+                    p.error = e
     live = [p for p in live if p.error is None]
     if not live:
         return [p.error for p in photos]

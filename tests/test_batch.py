@@ -90,3 +90,24 @@ def test_one_call_is_a_batch_of_one(pipeline, astronaut):
     assert lean.faces[0].anonymized is None
     assert single.record == batched.record
     assert list(single.timings) == list(batched.timings)
+
+
+def test_a_photo_whose_codes_are_not_finite_fails_alone(pipeline, astronaut, monkeypatch):
+    """Fault injection: the encoder returns NaN for the second crop only; that photo gets the
+    clear error, the others are what a call per photo gives."""
+    crop = pipeline(astronaut, seed=0).faces[0].aligned
+    crops = [crop, crop.rotate(3), crop.rotate(6)]
+    encode = pipeline.backbone.encode
+
+    def poisoned(images):
+        codes = encode(images).clone()
+        codes[1::3] = float("nan")  # the second crop of the batch of three
+        return codes
+
+    monkeypatch.setattr(pipeline.backbone, "encode", poisoned)
+    results = pipeline.run_batch(crops, seeds=[1, 2, 3], aligned=True, batch_size=3)
+    monkeypatch.undo()
+    assert isinstance(results[1], ValueError) and "NaN" in str(results[1])
+    for i in (0, 2):
+        one = pipeline(crops[i], seed=i + 1, aligned=True)
+        assert np.abs(pixels(one.image) - pixels(results[i].image)).max() <= 1
