@@ -178,6 +178,30 @@ def _number(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def _share(allow_zero: bool):
+    """A Ray resource share: a finite number > 0 (or >= 0 for GPUs)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (value >= 0 if allow_zero else value > 0) or value == float("inf"):
+            raise argparse.ArgumentTypeError(
+                f"expected a number {'>= 0' if allow_zero else '> 0'}, got {text!r}")
+        return value
+    return parse
+
+
 def _prepare_out(out: str) -> Path:
     """--out must be (or become) a writable folder: checked before anything is loaded."""
     path = Path(out)
@@ -346,6 +370,7 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
 def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
     from .dataset import (DatasetOptions, PipelineSpec, anonymize_dataset, default_key_path,
                           load_or_create_key)
+    from .dataset.keys import is_within
 
     options = DatasetOptions(
         method=args.method, anonymize=args.anonymize, recover=args.recover,
@@ -358,21 +383,29 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
                         device=args.device, dtype=args.dtype, output_size=args.output_size,
                         min_face_size=args.min_face_size)
     key_path = Path(args.key_file) if args.key_file else default_key_path(args.out)
-    key, created = load_or_create_key(key_path, args.out)
-    if created:
-        print(f"lreorg: new master secret written to {key_path} (owner-only). Keep it apart "
-              f"from the outputs; pass --key-file {key_path} to resume or reproduce this run.",
-              file=sys.stderr)
-    elif not args.quiet:
-        print(f"lreorg: master secret from {key_path}", file=sys.stderr)
+
+    def new_key() -> bytes:  # only once the run is checked: a refused start creates no key
+        secret, created = load_or_create_key(key_path, args.out)
+        if created:
+            print(f"lreorg: new master secret written to {key_path} (owner-only). Keep it "
+                  f"apart from the outputs; pass --key-file {key_path} to resume or reproduce "
+                  f"this run.", file=sys.stderr)
+        return secret
+
+    key = new_key
+    if key_path.exists() or is_within(key_path, Path(args.out)):  # a bad key fails at once
+        key, _ = load_or_create_key(key_path, args.out)
+        if not args.quiet:
+            print(f"lreorg: master secret from {key_path}", file=sys.stderr)
     summary = anonymize_dataset(
         args.source, args.out, key, options=options, pipeline=spec, engine=args.engine,
         kind=args.format, image_column=args.image_column, id_column=args.id_column,
         address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
-        cpus_per_actor=args.cpus_per_actor, progress=not args.quiet)
+        cpus_per_actor=args.cpus_per_actor, threads=args.threads, progress=not args.quiet)
     if not args.quiet:
-        print(f"{summary['items']} item(s) in {summary['shards']} shard(s) "
-              f"({summary['shards_skipped']} already done): {summary['anonymized']} "
+        print(f"{summary['items']} item(s) in {summary['shards']} shard(s), "
+              f"{summary['shards_skipped']} of them done by an earlier run: "
+              f"{summary['anonymized']} "
               f"anonymized, {summary['no_face']} without a face ({args.no_face}), "
               f"{summary['errors']} failed; records in {Path(args.out) / 'records.jsonl'}",
               file=sys.stderr)
@@ -696,9 +729,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="local", choices=["local", "ray"])
     p.add_argument("--address", help="Ray cluster address (default: a running or new local "
                                      "Ray)")
-    p.add_argument("--actors", type=int, default=1, help="Ray actor pool size (one per GPU)")
-    p.add_argument("--gpus-per-actor", type=float, default=0.0)
-    p.add_argument("--cpus-per-actor", type=float, default=1.0)
+    p.add_argument("--actors", type=_positive_int, default=1,
+                   help="Ray actor pool size (one per GPU)")
+    p.add_argument("--gpus-per-actor", type=_share(allow_zero=True), default=0.0)
+    p.add_argument("--cpus-per-actor", type=_share(allow_zero=False), default=1.0)
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="torch CPU threads per worker (this process, or each Ray actor; "
+                        "default: all cores locally, --cpus-per-actor on Ray). CPU outputs "
+                        "are bit-identical across engines only with the same N")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0…")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="backbone precision")

@@ -29,8 +29,8 @@ KEY = bytes(range(32))
 N_ITEMS = 200
 
 
-# Ray actors run with one thread (num_cpus=1); the local engine does the same here, so the
-# bit-identity check compares like with like (and 2 shared cores run faster so).
+# One torch thread in this process (2 shared cores run faster so); the local run that the
+# Ray engine is compared with asks for its threads itself, as a user would (--threads).
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -63,7 +63,8 @@ def ray_local():
     import ray
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              object_store_memory=150 * 1024 ** 2,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}})
+             # 2 threads in the environment: the actor must set its own (cpus_per_actor=1)
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}})
     yield ray
     ray.shutdown()
 
@@ -76,14 +77,20 @@ def files(folder: Path) -> dict[str, bytes]:
             if p.is_file() and "_lreorg" not in p.parts}
 
 
-def manifest_shards(path: Path) -> list[int]:
-    shards = []
+def manifest_entries(path: Path) -> list[dict]:
+    entries = []
     for line in path.read_text().splitlines():
         try:
-            shards.append(json.loads(line)["shard"])
-        except (json.JSONDecodeError, KeyError):
-            pass  # the torn line and the final mark
-    return shards
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn line
+        if "shard" in entry:  # not the final mark
+            entries.append(entry)
+    return entries
+
+
+def manifest_shards(path: Path) -> list[int]:
+    return [e["shard"] for e in manifest_entries(path)]
 
 
 def records(out: Path) -> list[dict]:
@@ -92,9 +99,19 @@ def records(out: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def local_run(micro, image_folder, tmp_path_factory):
+    """The reference run: local engine, one torch thread like a default Ray actor
+    (cpus_per_actor=1), while this process is set to two."""
     out = tmp_path_factory.mktemp("local_out")
-    summary = anonymize_dataset(image_folder, out, KEY, options=DatasetOptions(**OPTIONS),
-                                pipeline=micro)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        summary = anonymize_dataset(image_folder, out, KEY, options=DatasetOptions(**OPTIONS),
+                                    pipeline=micro, threads=1)
+        assert torch.get_num_threads() == 2  # the caller's setting is given back
+        entries = manifest_entries(out / "_lreorg" / "manifest.jsonl")
+        assert {e["threads"] for e in entries} == {1}
+    finally:
+        torch.set_num_threads(before)
     return out, summary
 
 
@@ -200,6 +217,8 @@ def test_ray_engine_is_bit_identical_and_survives_a_killed_actor(local_run, imag
     assert marker.exists()  # an actor really died half-way through shard 1
     assert summary["shards_done_now"] == 6 and summary["errors"] == 1
     assert files(ray_out) == files(out)  # every image and record byte-identical
+    entries = manifest_entries(ray_out / "_lreorg" / "manifest.jsonl")
+    assert {e["threads"] for e in entries} == {1}  # one per CPU of the actor
     assert sorted(manifest_shards(ray_out / "_lreorg" / "manifest.jsonl")) == list(range(6))
 
 
@@ -296,9 +315,13 @@ def test_cli_creates_an_owner_only_key_outside_out_and_resumes(micro, image_fold
     argv = ["anonymize-dataset", str(image_folder), "--out", str(out), "--bundle",
             micro.bundle, "--backbone", micro.backbone, "--aligned", "--device", "cpu",
             "--shard-size", "100", "--quiet"]
+    key_path = default_key_path(out)
+    typo = [a if a != micro.bundle else micro.bundle + "-typo" for a in argv]
+    assert main(typo) == 2
+    assert "is not a folder with an LReOrg bundle" in capsys.readouterr().err
+    assert not key_path.exists() and not out.exists()  # a refused start leaves nothing
     assert main(argv) == 1  # one corrupt item: reported, not fatal
     err = capsys.readouterr().err
-    key_path = default_key_path(out)
     assert f"new master secret written to {key_path}" in err
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600 and not _inside(key_path, out)
     assert key_path.read_text().strip() not in "".join(
@@ -306,3 +329,34 @@ def test_cli_creates_an_owner_only_key_outside_out_and_resumes(micro, image_fold
     assert main(argv) == 1
     assert "new master secret" not in capsys.readouterr().err
     assert len(records(out)) == N_ITEMS + 1
+
+
+
+def test_a_refused_start_writes_nothing_and_a_corrected_one_runs(micro, image_folder, tmp_path):
+    out = tmp_path / "out"
+    asked = []
+
+    def key() -> bytes:
+        asked.append(1)
+        return KEY
+    bad = PipelineSpec(bundle=str(tmp_path / "no-such-bundle"), backbone=micro.backbone,
+                       device="cpu")
+    with pytest.raises(ValueError, match="is not a folder with an LReOrg bundle"):
+        anonymize_dataset(image_folder, out, key, options=DatasetOptions(**OPTIONS),
+                          pipeline=bad)
+    assert not out.exists() and not asked  # no run.json to be refused against, no key made
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    with pytest.raises(DatasetRunError, match="holds no items"):
+        anonymize_dataset(empty, out, key, pipeline=micro)
+    for bad_pool, message in [(dict(actors=0), "actors must be"),
+                              (dict(threads=0), "threads must be"),
+                              (dict(cpus_per_actor=0.0), "cpus_per_actor > 0")]:
+        with pytest.raises(ValueError, match=message):
+            anonymize_dataset(image_folder, out, key, pipeline=micro, engine="ray", **bad_pool)
+    assert not out.exists() and not asked
+    small = DatasetOptions(**{**OPTIONS, "shard_size": 100})
+    summary = anonymize_dataset(image_folder, out, key, options=small, pipeline=micro)
+    assert summary["shards_done_now"] == 3 and asked == [1]
+    anonymize_dataset(image_folder, out, key, options=small, pipeline=micro)
+    assert asked == [1]  # a finished run needs no key

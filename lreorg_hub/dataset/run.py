@@ -13,7 +13,8 @@ interrupted between 2 and 3 is redone and overwrites the same files with the sam
 (same seeds, same batch composition), so after any kill (the driver, or a Ray actor, which
 Ray restarts and whose task it retries) every item ends up processed exactly once. Both
 engines run the same shard code on the same shards, so they give bit-identical outputs for
-the same key (and dtype / device).
+the same key, device, dtype, batch size and, on CPU, number of torch threads (``threads``:
+CPU kernels sum in an order that depends on it).
 """
 
 from __future__ import annotations
@@ -219,15 +220,18 @@ def write_shard(out: Path, source, shard: ShardInput, results: list, records: li
     ``crash_after_images`` (tests only) kills the process half-way: images written, records
     not, no manifest entry — the state an actor killed mid-shard leaves.
     """
+    import torch
+
     source.write_shard(out, shard, results, records)
     if crash_after_images:
         os._exit(17)
     lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
     atomic_write(out / WORK / "records" / f"part-{shard.shard:06d}.jsonl", lines.encode())
     status = [r["status"] for r in records]
+    # The threads are kept because CPU outputs depend on them bit for bit (module docstring).
     return {"shard": shard.shard, "items": len(records),
             "anonymized": status.count("anonymized"), "no_face": status.count("no-face"),
-            "errors": status.count("error")}
+            "errors": status.count("error"), "threads": torch.get_num_threads()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,17 +278,18 @@ def _remove_stale_temporaries(out: Path) -> None:
             p.unlink()
 
 
-def _check_run(out: Path, run: dict) -> None:
+def _check_run(out: Path, run: dict) -> bool:
+    """Refuse a different run already in ``out``; True if this run was started there."""
     path = out / WORK / "run.json"
-    if path.is_file():
-        old = json.loads(path.read_text())
-        diff = sorted(k for k in set(old) | set(run) if old.get(k) != run.get(k))
-        if diff:
-            raise DatasetRunError(
-                f"{out} holds a run with other settings ({', '.join(diff)} differ): resume it "
-                f"with the same source and options, or use another --out")
-    else:
-        atomic_write(path, json.dumps(run, indent=2, sort_keys=True).encode())
+    if not path.is_file():
+        return False
+    old = json.loads(path.read_text())
+    diff = sorted(k for k in set(old) | set(run) if old.get(k) != run.get(k))
+    if diff:
+        raise DatasetRunError(
+            f"{out} holds a run with other settings ({', '.join(diff)} differ): resume it "
+            f"with the same source and options, or use another --out")
+    return True
 
 
 def _finalize(out: Path, source, manifest: Manifest, n_shards: int) -> None:
@@ -315,12 +320,26 @@ def _local_pipeline(spec: PipelineSpec):
     return _LOCAL_PIPELINE[key]
 
 
-def _run_local(spec: PipelineSpec, source, todo, bounds, options, key, out, on_shard):
+def _actor_threads(threads: int | None, cpus_per_actor: float) -> int:
+    """A Ray actor's torch threads: as asked, else its CPU share (what Ray gives it)."""
+    return threads or max(1, int(cpus_per_actor))
+
+
+def _run_local(spec: PipelineSpec, source, todo, bounds, options, key, out, on_shard, *,
+               threads: int | None = None):
+    import torch
+
     pipe = _local_pipeline(spec)
-    for k in todo:
-        shard = source.read(k, *bounds(k))
-        results, records = anonymize_shard(pipe, shard, options, key)
-        on_shard(write_shard(out, source, shard, results, records))
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        for k in todo:
+            shard = source.read(k, *bounds(k))
+            results, records = anonymize_shard(pipe, shard, options, key)
+            on_shard(write_shard(out, source, shard, results, records))
+    finally:
+        torch.set_num_threads(before)  # the caller's process keeps its own setting
 
 
 def _read_shards(batch, source_spec: dict, shard_size: int, count: int):
@@ -339,7 +358,10 @@ class _ShardWorker:
     """Ray Data actor: loads the pipeline once, then anonymizes and writes whole shards."""
 
     def __init__(self, pipeline_spec: dict, source_spec: dict, options: dict, key: bytes,
-                 out: str, fault: dict | None = None):
+                 out: str, threads: int, fault: dict | None = None):
+        import torch
+
+        torch.set_num_threads(threads)  # this process is the actor's own
         self.pipe = PipelineSpec(**pipeline_spec).build()
         self.source = open_source(SourceSpec(**source_spec))
         self.options, self.key, self.out = DatasetOptions(**options), key, Path(out)
@@ -363,7 +385,7 @@ class _ShardWorker:
 
 
 def _run_ray(spec, source_spec, todo, count, options, key, out, on_shard, *, address,
-             actors, gpus_per_actor, cpus_per_actor, fault=None):
+             actors, gpus_per_actor, cpus_per_actor, threads=None, fault=None):
     try:
         import ray
         import ray.data
@@ -381,6 +403,7 @@ def _run_ray(spec, source_spec, todo, count, options, key, out, on_shard, *, add
         _ShardWorker, batch_size=1, batch_format="pyarrow",
         fn_constructor_kwargs={"pipeline_spec": asdict(spec), "source_spec": asdict(source_spec),
                                "options": asdict(options), "key": key, "out": str(out),
+                               "threads": _actor_threads(threads, cpus_per_actor),
                                "fault": fault},
         compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus_per_actor,
         num_cpus=cpus_per_actor)
@@ -389,13 +412,15 @@ def _run_ray(spec, source_spec, todo, count, options, key, out, on_shard, *, add
 
 
 # ---------------------------------------------------------------------------------------------
-def anonymize_dataset(src: str | Path, out: str | Path, key: bytes, *,
+def anonymize_dataset(src: str | Path, out: str | Path,
+                      key: bytes | Callable[[], bytes], *,
                       options: DatasetOptions | None = None,
                       pipeline: PipelineSpec | None = None, engine: str = "local",
                       kind: str = "auto", image_column: str | None = None,
                       id_column: str | None = None, address: str | None = None,
                       actors: int = 1, gpus_per_actor: float = 0.0,
-                      cpus_per_actor: float = 1.0, progress: bool = False,
+                      cpus_per_actor: float = 1.0, threads: int | None = None,
+                      progress: bool = False,
                       on_shard: Callable[[dict], None] | None = None,
                       _fault: dict | None = None) -> dict:
     """Anonymize every item of ``src`` into ``out``; resumes a run found there.
@@ -404,13 +429,18 @@ def anonymize_dataset(src: str | Path, out: str | Path, key: bytes, *,
         src: a folder of images, a .parquet file, or a ``save_to_disk`` dataset folder.
         out: the output folder (created). Must be on storage every worker can write
             (a shared filesystem on a cluster).
-        key: the master secret (``keys.load_or_create_key``); never written here.
+        key: the master secret (``keys.load_or_create_key``), or a function returning it,
+            called only once the run is checked and has work to do (so a refused or
+            finished run creates no key file); never written here.
         options / pipeline: what to do to each item / how to build the pipeline.
         engine: "local" (this process) or "ray" (Ray Data, an actor pool).
         kind: "auto", "folder", "parquet" or "hf".
         image_column / id_column: for table formats (auto-detected / row number).
         address: Ray cluster to attach to (None: the running one, or a local one).
         actors, gpus_per_actor, cpus_per_actor: the Ray actor pool.
+        threads: torch CPU threads of each worker (this process, or each Ray actor); default:
+            torch's own locally, ``int(cpus_per_actor)`` on Ray. CPU outputs are bit-identical
+            across engines only for the same number (see the module docstring).
         on_shard: called with each shard's manifest entry once it is recorded.
 
     Returns a summary: items, shards, done now, skipped (from earlier runs), counts.
@@ -419,6 +449,14 @@ def anonymize_dataset(src: str | Path, out: str | Path, key: bytes, *,
     pipeline = pipeline or PipelineSpec()
     if engine not in ENGINES:
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ValueError(f"threads must be a positive whole number, got {threads!r}")
+    if isinstance(actors, bool) or not isinstance(actors, int) or actors < 1:
+        raise ValueError(f"actors must be a positive whole number, got {actors!r}")
+    if not (0 <= gpus_per_actor < float("inf")) or not (0 < cpus_per_actor < float("inf")):
+        raise ValueError(f"gpus_per_actor must be >= 0 and cpus_per_actor > 0, got "
+                         f"{gpus_per_actor!r} and {cpus_per_actor!r}")
     src, out = Path(src), Path(out)
     kind = detect_kind(src) if kind == "auto" else kind
     if kind not in ("folder", "parquet", "hf"):
@@ -428,23 +466,32 @@ def anonymize_dataset(src: str | Path, out: str | Path, key: bytes, *,
     if out.resolve() == src.resolve() or (kind == "folder" and is_within(out, src)):
         raise DatasetRunError(f"--out {out} must not be (inside) the source {src}")
     ids = source.ids()
+    if not ids:
+        raise DatasetRunError(f"{src} holds no items (for a folder: no image files in it or "
+                              f"its sub-folders)")
     count, size = len(ids), options.shard_size
     n_shards = (count + size - 1) // size
     run = {"version": 1, "format": kind, "source": source_spec.path, "items": count,
            "ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
            "image_column": getattr(source, "image_column", None), "id_column": id_column,
            "options": options.settings(), "pipeline": pipeline.settings()}
-    out.mkdir(parents=True, exist_ok=True)
-    _check_run(out, run)
-    _remove_stale_temporaries(out)
+    started = _check_run(out, run)
     manifest = Manifest(out / WORK / "manifest.jsonl")
     todo = [k for k in range(n_shards) if k not in manifest.done]
     summary = {"items": count, "shards": n_shards, "shards_done_now": 0,
                "shards_skipped": n_shards - len(todo), "output": str(out)}
     if todo:
-        # On Ray the driver only checks the options (on CPU: the head node may have no GPU).
+        # Everything is checked before anything is written, so a refused start (a typo in
+        # --bundle) leaves no run.json that a corrected rerun would be refused against. On
+        # Ray the driver only checks the options (on CPU: the head node may have no GPU).
         _validate_options(pipeline if engine == "local" else replace(pipeline, device="cpu"),
                           options)
+        key = key() if callable(key) else key
+        out.mkdir(parents=True, exist_ok=True)
+        if not started:
+            atomic_write(out / WORK / "run.json", json.dumps(run, indent=2,
+                                                              sort_keys=True).encode())
+        _remove_stale_temporaries(out)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -466,11 +513,11 @@ def anonymize_dataset(src: str | Path, out: str | Path, key: bytes, *,
             if engine == "local":
                 _run_local(pipeline, source, todo,
                            lambda k: (k * size, min(count, (k + 1) * size)), options, key,
-                           out, record)
+                           out, record, threads=threads)
             else:
                 _run_ray(pipeline, source_spec, todo, count, options, key, out, record,
                          address=address, actors=actors, gpus_per_actor=gpus_per_actor,
-                         cpus_per_actor=cpus_per_actor, fault=_fault)
+                         cpus_per_actor=cpus_per_actor, threads=threads, fault=_fault)
         finally:
             if bar is not None:
                 bar.close()
