@@ -360,3 +360,26 @@ def test_a_refused_start_writes_nothing_and_a_corrected_one_runs(micro, image_fo
     assert summary["shards_done_now"] == 3 and asked == [1]
     anonymize_dataset(image_folder, out, key, options=small, pipeline=micro)
     assert asked == [1]  # a finished run needs no key
+
+
+def test_fifos_and_dangling_links_are_recorded_never_opened(micro, tmp_path):
+    import os
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    crops = face_crops(2, seed=5)
+    (src / "a.png").write_bytes(crops[0])
+    os.mkfifo(src / "pipe.png")  # opening it for reading would block the run forever
+    (src / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (src / "linked.png").symlink_to(tmp_path / "target.png")
+    (tmp_path / "target.png").write_bytes(crops[1])
+    (src / "sub" / "loop").symlink_to(src)  # a link to a folder: not followed
+    out = tmp_path / "out"
+    summary = anonymize_dataset(src, out, KEY, options=DatasetOptions(**OPTIONS), pipeline=micro)
+    assert summary["items"] == 4 and summary["anonymized"] == 2 and summary["errors"] == 2
+    by_id = {r["id"]: r for r in records(out)}
+    assert sorted(by_id) == ["a.png", "gone.png", "linked.png", "pipe.png"]
+    assert by_id["pipe.png"]["error"] == ("cannot read file: not a regular file (a FIFO, socket "
+                                          "or device); not read")
+    assert by_id["gone.png"]["error"] == "cannot read file: a link to nothing; not read"
+    assert sorted(files(out)) == ["a.png", "linked.png", "records.jsonl"]
+    assert not (out / "linked.png").is_symlink()

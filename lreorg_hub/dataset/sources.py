@@ -86,8 +86,10 @@ class FolderSource:
 
     def __init__(self, spec: SourceSpec):
         self.spec, self.root = spec, Path(spec.path)
+        # Every image-named entry but folders is an item, so that a FIFO or a dangling link
+        # is recorded as failed rather than silently missing (links to folders not followed).
         self._ids = sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                           if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
                            and WORK not in p.relative_to(self.root).parts)
 
     def ids(self) -> list[str]:
@@ -97,8 +99,13 @@ class FolderSource:
         ids = self._ids[start:stop]
         images, errors = [], []
         for i in ids:
+            path = self.root / i
             try:
-                images.append((self.root / i).read_bytes())
+                if not path.is_file():  # never open a FIFO: reading it would block
+                    kind = "a link to nothing" if path.is_symlink() and not path.exists() \
+                        else "not a regular file (a FIFO, socket or device)"
+                    raise OSError(f"{kind}; not read")
+                images.append(path.read_bytes())
                 errors.append(None)
             except OSError as e:
                 images.append(None)
