@@ -383,3 +383,22 @@ def test_fifos_and_dangling_links_are_recorded_never_opened(micro, tmp_path):
     assert by_id["gone.png"]["error"] == "cannot read file: a link to nothing; not read"
     assert sorted(files(out)) == ["a.png", "linked.png", "records.jsonl"]
     assert not (out / "linked.png").is_symlink()
+
+
+def test_table_cells_that_point_at_files(tmp_path):
+    import os
+
+    from lreorg_hub.dataset.sources import _image_cell
+    (tmp_path / "a.png").write_bytes(b"png bytes")
+    os.mkfifo(tmp_path / "pipe.png")
+    assert _image_cell({"bytes": None, "path": str(tmp_path / "a.png")}) == (
+        b"png bytes", str(tmp_path / "a.png"), None)
+    for name in ("pipe.png", "missing.png"):
+        path = str(tmp_path / name)
+        assert _image_cell({"bytes": None, "path": path}) == (
+            None, path, f"the image file {path} is not a readable regular file")
+    assert _image_cell({"bytes": b"x", "path": "p.png"}) == (b"x", "p.png", None)
+    assert _image_cell(None)[2] == "the image cell is empty"
+    assert _image_cell({"bytes": None, "path": None})[2] == ("the image cell has neither bytes "
+                                                             "nor a path")
+    assert _image_cell(3)[2] == "unsupported image cell type int"

@@ -139,6 +139,8 @@ def _image_cell(value) -> tuple[bytes | None, str | None, str | None]:
     if isinstance(value, dict):
         data, path = value.get("bytes"), value.get("path")
         if data is None and path:
+            if not Path(path).is_file():  # missing, or a FIFO / device that would block
+                return None, path, f"the image file {path} is not a readable regular file"
             try:
                 return Path(path).read_bytes(), path, None
             except OSError as e:
