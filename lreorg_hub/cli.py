@@ -397,11 +397,18 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
         key, _ = load_or_create_key(key_path, args.out)
         if not args.quiet:
             print(f"lreorg: master secret from {key_path}", file=sys.stderr)
-    summary = anonymize_dataset(
-        args.source, args.out, key, options=options, pipeline=spec, engine=args.engine,
-        kind=args.format, image_column=args.image_column, id_column=args.id_column,
-        address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
-        cpus_per_actor=args.cpus_per_actor, threads=args.threads, progress=not args.quiet)
+    try:
+        summary = anonymize_dataset(
+            args.source, args.out, key, options=options, pipeline=spec, engine=args.engine,
+            kind=args.format, image_column=args.image_column, id_column=args.id_column,
+            address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
+            cpus_per_actor=args.cpus_per_actor, threads=args.threads, progress=not args.quiet)
+    except KeyboardInterrupt:
+        if (Path(args.out) / "_lreorg" / "run.json").is_file():
+            print(f"lreorg: interrupted; the finished shards in {args.out} are kept: run the "
+                  f"same command with --key-file {key_path} to resume", file=sys.stderr)
+            return 130
+        raise
     if not args.quiet:
         print(f"{summary['items']} item(s) in {summary['shards']} shard(s), "
               f"{summary['shards_skipped']} of them done by an earlier run: "

@@ -402,3 +402,27 @@ def test_table_cells_that_point_at_files(tmp_path):
     assert _image_cell({"bytes": None, "path": None})[2] == ("the image cell has neither bytes "
                                                              "nor a path")
     assert _image_cell(3)[2] == "unsupported image cell type int"
+
+
+def test_cli_interrupted_says_how_to_resume(micro, image_folder, tmp_path, monkeypatch, capsys):
+    import lreorg_hub.dataset.run as run_module
+    real_write, calls = run_module.write_shard, []
+
+    def ctrl_c_on_the_second_shard(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+    monkeypatch.setattr(run_module, "write_shard", ctrl_c_on_the_second_shard)
+    key_path = tmp_path / "keys" / "k.key"
+    out = tmp_path / "out"
+    argv = ["anonymize-dataset", str(image_folder), "--out", str(out), "--bundle",
+            micro.bundle, "--backbone", micro.backbone, "--aligned", "--device", "cpu",
+            "--shard-size", "50", "--key-file", str(key_path), "--quiet"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert (f"lreorg: interrupted; the finished shards in {out} are kept: run the same command "
+            f"with --key-file {key_path} to resume") in err
+    assert manifest_shards(out / "_lreorg" / "manifest.jsonl") == [0]
+    assert main(argv) == 1  # the corrupt item
+    assert sorted(manifest_shards(out / "_lreorg" / "manifest.jsonl")) == [0, 1, 2, 3, 4]
