@@ -190,26 +190,29 @@ def detection_time(device: torch.device) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="tiny", choices=["tiny", "256", "1024"])
+    parser = argparse.ArgumentParser(prog="lreorg bench dataset", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="tiny", choices=["tiny", "256", "1024"],
+                        help="tiny: the 64 px test backbone; 256 / 1024: real sizes")
     parser.add_argument("--items", type=int, default=64, help="faces per measurement")
-    parser.add_argument("--batch-sizes", default="1,4,16,64")
-    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--batch-sizes", default="1,4,16,64", help="comma-separated")
+    parser.add_argument("--dtypes", default="float32,bfloat16",
+                        help="comma-separated: float32, bfloat16, float16")
     parser.add_argument("--modconv", default="grouped,shared",
                         help="paths compared at the largest batch size")
-    parser.add_argument("--engines", default="local,ray")
+    parser.add_argument("--engines", default="local,ray",
+                        help="comma-separated: local, ray ('' for none)")
     parser.add_argument("--actors", default="1,2", help="Ray actor pool sizes")
     parser.add_argument("--engine-items", type=int, default=256,
                         help="files in the dataset the engines process")
     parser.add_argument("--engine-batch", type=int, default=16,
                         help="batch size and shard size of the engine runs")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--no-detection", action="store_true")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per row (median)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0")
+    parser.add_argument("--no-detection", action="store_true", help="skip the MTCNN timing")
     parser.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True,
                         help="single-face preview latency (256 px output)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--out", default="benchmarks/results/dataset.json")
+    parser.add_argument("--out", default="benchmarks/results/dataset.json", help="JSON written")
     args = parser.parse_args(argv)
     threads_before = torch.get_num_threads()
     if args.threads:
