@@ -190,7 +190,8 @@ def detection_time(device: torch.device) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lreorg bench dataset", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="lreorg bench dataset",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="tiny", choices=["tiny", "256", "1024"],
                         help="tiny: the 64 px test backbone; 256 / 1024: real sizes")
     parser.add_argument("--items", type=int, default=64, help="faces per measurement")
@@ -207,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine-batch", type=int, default=16,
                         help="batch size and shard size of the engine runs")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per row (median)")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0")
+    parser.add_argument("--device", default="auto",
+                        help="auto (cuda if available), cpu, cuda:0")
     parser.add_argument("--no-detection", action="store_true", help="skip the MTCNN timing")
     parser.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True,
                         help="single-face preview latency (256 px output)")

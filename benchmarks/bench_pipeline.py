@@ -71,7 +71,8 @@ def peak_rss_mib() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lreorg bench pipeline", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="lreorg bench pipeline",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--samples", type=int, default=1)
     parser.add_argument("--output-size", type=int, default=None,

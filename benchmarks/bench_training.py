@@ -98,7 +98,8 @@ def run_row(name: str, args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lreorg bench training", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="lreorg bench training",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=4, help="latent pairs per step")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per row (median)")

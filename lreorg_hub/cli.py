@@ -178,30 +178,6 @@ def _number(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
-
-
-def _share(allow_zero: bool):
-    """A Ray resource share: a finite number > 0 (or >= 0 for GPUs)."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-        if not (value >= 0 if allow_zero else value > 0) or value == float("inf"):
-            raise argparse.ArgumentTypeError(
-                f"expected a number {'>= 0' if allow_zero else '> 0'}, got {text!r}")
-        return value
-    return parse
-
-
 def _prepare_out(out: str) -> Path:
     """--out must be (or become) a writable folder: checked before anything is loaded."""
     path = Path(out)
@@ -736,11 +712,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="local", choices=["local", "ray"])
     p.add_argument("--address", help="Ray cluster address (default: a running or new local "
                                      "Ray)")
-    p.add_argument("--actors", type=_positive_int, default=1,
-                   help="Ray actor pool size (one per GPU)")
-    p.add_argument("--gpus-per-actor", type=_share(allow_zero=True), default=0.0)
-    p.add_argument("--cpus-per-actor", type=_share(allow_zero=False), default=1.0)
-    p.add_argument("--threads", type=_positive_int, metavar="N",
+    p.add_argument("--actors", type=int, default=1, help="Ray actor pool size (one per GPU)")
+    p.add_argument("--gpus-per-actor", type=float, default=0.0)
+    p.add_argument("--cpus-per-actor", type=float, default=1.0)
+    p.add_argument("--threads", type=int, metavar="N",
                    help="torch CPU threads per worker (this process, or each Ray actor; "
                         "default: all cores locally, --cpus-per-actor on Ray). CPU outputs "
                         "are bit-identical across engines only with the same N")

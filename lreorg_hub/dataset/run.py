@@ -320,11 +320,6 @@ def _local_pipeline(spec: PipelineSpec):
     return _LOCAL_PIPELINE[key]
 
 
-def _actor_threads(threads: int | None, cpus_per_actor: float) -> int:
-    """A Ray actor's torch threads: as asked, else its CPU share (what Ray gives it)."""
-    return threads or max(1, int(cpus_per_actor))
-
-
 def _run_local(spec: PipelineSpec, source, todo, bounds, options, key, out, on_shard, *,
                threads: int | None = None):
     import torch
@@ -403,7 +398,8 @@ def _run_ray(spec, source_spec, todo, count, options, key, out, on_shard, *, add
         _ShardWorker, batch_size=1, batch_format="pyarrow",
         fn_constructor_kwargs={"pipeline_spec": asdict(spec), "source_spec": asdict(source_spec),
                                "options": asdict(options), "key": key, "out": str(out),
-                               "threads": _actor_threads(threads, cpus_per_actor),
+                               # as asked, else the actor's CPU share (what Ray gives it)
+                               "threads": threads or max(1, int(cpus_per_actor)),
                                "fault": fault},
         compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus_per_actor,
         num_cpus=cpus_per_actor)
