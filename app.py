@@ -23,7 +23,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from lreorg_hub import keywords as kw
+from lreorg_hub.method import keywords as kw
 from lreorg_hub import serving as sv
 
 logger = logging.getLogger("lreorg_hub.app")

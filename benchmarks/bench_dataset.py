@@ -30,8 +30,8 @@ import torch
 from PIL import Image
 
 from lreorg_hub.backbones import E4EEncoder, StyleGAN2Generator
-from lreorg_hub.model import LReOrg
-from lreorg_hub.pipeline import LReOrgPipeline
+from lreorg_hub.bundle import LReOrg
+from lreorg_hub.pipeline.photos import LReOrgPipeline
 from lreorg_hub.training.fitting import fit_identity_anonymizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -177,7 +177,7 @@ def detection_time(device: torch.device) -> float | None:
     try:
         from skimage import data
 
-        from lreorg_hub.faces import FaceDetector
+        from lreorg_hub.image.faces import FaceDetector
     except ImportError:
         return None
     det = FaceDetector(device=device)

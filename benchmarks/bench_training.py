@@ -39,8 +39,8 @@ TINY_CLIP = dict(embed_dim=32,
 
 def build(tiny: bool, device: torch.device, options: dict, batch_size: int):
     from lreorg_hub.backbones import StyleGAN2Generator
-    from lreorg_hub.encoders import IdentityEncoder, KeywordEncoder
-    from lreorg_hub.model import LReOrg
+    from lreorg_hub.scorers import IdentityEncoder, KeywordEncoder
+    from lreorg_hub.bundle import LReOrg
     from lreorg_hub.training.build import seeded_init
     from lreorg_hub.training.config import TrainingConfig
     from lreorg_hub.training.swap import SwapTrainer

@@ -1,6 +1,9 @@
 """lreorg-hub: LReOrg face anonymization (latent representation reorganization).
 
-``import lreorg_hub`` stays light (no torch) until a model class is touched.
+``import lreorg_hub`` stays light (no torch) until a model class is touched. The folder tree
+shows the layers (docs/ARCHITECTURE.md): ``privacy`` and ``method`` at the bottom, then
+``bundle``, ``backbones``, ``scorers`` and ``image``, then ``pipeline``, then ``serving``,
+``dataset``, ``training`` and ``evaluation``, and ``cli`` (with ``app.py``) on top.
 """
 
 from __future__ import annotations
@@ -10,14 +13,16 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "LReOrg": "model", "ReorganizeResult": "model", "BundleError": "model",
-    "CDFNet": "cdfnet",
-    "IdentityAnonymizer": "anonymizers", "AttributeAnonymizer": "anonymizers",
-    "LaplaceIdentityAnonymizer": "anonymizers", "KAnonymityIdentityAnonymizer": "anonymizers",
+    "LReOrg": "bundle", "BundleError": "bundle", "StyleMixAnonymizer": "bundle",
+    "ReorganizeResult": "method.lreorg", "LReOrgModule": "method.lreorg",
+    "CDFNet": "method.cdfnet",
+    "IdentityAnonymizer": "method.anonymizers", "AttributeAnonymizer": "method.anonymizers",
+    "LaplaceIdentityAnonymizer": "method.anonymizers",
+    "KAnonymityIdentityAnonymizer": "method.anonymizers",
     "PrivacyRecord": "privacy",
-    "LReOrgPipeline": "pipeline", "METHODS": "methods", "ProtectOptions": "methods",
-    "StyleMixAnonymizer": "stylemix",
-    "KEYWORDS": "keywords", "Keyword": "keywords",
+    "LReOrgPipeline": "pipeline", "PipelineResult": "pipeline", "FaceResult": "pipeline",
+    "NoFaceError": "pipeline", "METHODS": "pipeline", "ProtectOptions": "pipeline",
+    "KEYWORDS": "method.keywords", "Keyword": "method.keywords",
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

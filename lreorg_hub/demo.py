@@ -15,10 +15,9 @@ from pathlib import Path
 
 import torch
 
-from . import keywords as kw
+from .method import keywords as kw
 from .backbones import Backbone, E4EEncoder, StyleGAN2Generator
-from .model import LReOrg
-from .stylemix import StyleMixAnonymizer
+from .bundle import LReOrg, StyleMixAnonymizer
 
 __all__ = ["DEMO_BACKBONE", "DEMO_BUNDLE", "DEMO_STYLE_MIX", "build_demo_backbone",
            "build_demo_bundle", "build_demo_style_mix", "save_e4e_checkpoint", "write_demo"]
@@ -84,7 +83,7 @@ def build_demo_bundle(backbone: Backbone, seed: int = 0, *,
     with torch.no_grad():
         w = backbone.generator.sample_w(fit_samples, generator=gen)
     codes = w.reshape(fit_samples, 1, dim).expand(-1, rows, -1)
-    from .training.fitting import fit_attribute_anonymizer, fit_identity_anonymizer
+    from .method.fitting import fit_attribute_anonymizer, fit_identity_anonymizer
 
     fit_identity_anonymizer(model, codes, generator=gen)
     for name in model.keywords:

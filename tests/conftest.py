@@ -37,7 +37,7 @@ def gen():
 def build_tiny_bundle(generator: torch.Generator, num_groups: int = 8, num_members: int = 64,
                       random_weights: bool = True):
     """A fitted LReOrg bundle of the tiny configuration (GIA and every KAA fitted)."""
-    from lreorg_hub.model import LReOrg
+    from lreorg_hub.bundle import LReOrg
 
     model = LReOrg(cdfnet=TINY_CDFNET, num_groups=num_groups, num_members=num_members,
                    rank_window=[2, 5])
@@ -152,7 +152,7 @@ def photo_bundle(tiny_backbone):
 
 @pytest.fixture(scope="session")
 def pipeline(photo_bundle, tiny_backbone):
-    from lreorg_hub.pipeline import LReOrgPipeline
+    from lreorg_hub.pipeline.photos import LReOrgPipeline
 
     return LReOrgPipeline(photo_bundle, tiny_backbone.encoder, tiny_backbone.generator,
                           tiny_backbone.latent_avg, device="cpu")

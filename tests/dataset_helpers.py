@@ -28,7 +28,7 @@ def build_micro_backbone():
 
 
 def build_micro_bundle(backbone, seed: int = 0):
-    from lreorg_hub.model import LReOrg
+    from lreorg_hub.bundle import LReOrg
     from lreorg_hub.training.fitting import fit_attribute_anonymizer, fit_identity_anonymizer
 
     gen = torch.Generator().manual_seed(seed)

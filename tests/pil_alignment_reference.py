@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lreorg_hub.faces import AlignTransform, ffhq_quad
-from lreorg_hub.imaging import as_rgb_array
+from lreorg_hub.image.faces import AlignTransform, ffhq_quad
+from lreorg_hub.image.io import as_rgb_array
 
 
 def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:

@@ -3,10 +3,8 @@ import math
 import pytest
 import torch
 
-from lreorg_hub.anonymizers import (AttributeAnonymizer, IdentityAnonymizer,
-                                    KAnonymityIdentityAnonymizer, LaplaceIdentityAnonymizer,
-                                    exponential_mechanism_probabilities, kmeans,
-                                    strict_utilities, window_utilities)
+from lreorg_hub.method.anonymizers import (AttributeAnonymizer, IdentityAnonymizer, KAnonymityIdentityAnonymizer, LaplaceIdentityAnonymizer, kmeans)
+from lreorg_hub.method.mechanisms import (exponential_mechanism_probabilities, strict_utilities, window_utilities)
 
 M = 10          # groups
 SHAPE = (3, 8)  # a small key-feature shape (rows, width)

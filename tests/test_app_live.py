@@ -32,7 +32,7 @@ EXIF_SECRET = "SecretCam-9000"
 def server(tmp_path_factory):
     import torch
 
-    from lreorg_hub.encoders import IdentityEncoder
+    from lreorg_hub.scorers import IdentityEncoder
 
     root = tmp_path_factory.mktemp("live_app")
     weights = root / "identity.pt"
@@ -136,7 +136,7 @@ def test_random_seed_is_never_shown_or_returned(client, photo_file):
 
 
 def test_served_images_are_png_without_upload_metadata(client, photo_file):
-    from lreorg_hub.imaging import load_image
+    from lreorg_hub.image.io import load_image
 
     (before, after), gallery, _, _ = _anonymize(client, photo_file, samples=2)
     served = [before, after] + [g["image"] for g in gallery]

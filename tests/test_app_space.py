@@ -71,7 +71,7 @@ def test_space_requirements_are_separate_and_zerogpu_ready(space):
 def test_folder_holds_what_the_space_imports_and_nothing_else(space):
     files = {p.relative_to(space).as_posix() for p in space.rglob("*") if p.is_file()}
     for needed in ("README.md", "requirements.txt", "app.py", "lreorg_hub/__init__.py",
-                   "lreorg_hub/serving.py", "lreorg_hub/backbones/__init__.py",
+                   "lreorg_hub/serving/__init__.py", "lreorg_hub/backbones/__init__.py",
                    "model_cards/lreorg.md", "examples/astronaut.jpg"):
         assert needed in files
     assert not any("__pycache__" in f or f.startswith(("tests/", ".venv")) for f in files)

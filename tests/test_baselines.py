@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from lreorg_hub.baselines import BASELINES, Blur, Pixelate, SolidMask, face_region_mask, get_baseline
-from lreorg_hub.faces import FaceDetector
+from lreorg_hub.image.baselines import BASELINES
+from lreorg_hub.image.baselines import Blur, Pixelate, SolidMask, face_region_mask, get_baseline
+from lreorg_hub.image.faces import FaceDetector
 
 
 @pytest.fixture(scope="module")

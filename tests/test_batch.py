@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 from skimage import data
 
-from lreorg_hub.pipeline import LReOrgPipeline, NoFaceError
+from lreorg_hub.pipeline.photos import LReOrgPipeline
+from lreorg_hub.pipeline.results import NoFaceError
 
 
 # These tests compare outputs, not speed; one thread is faster on a busy 2-core machine.

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lreorg_hub.cdfnet import CDFNet, ConditionBlock, DisentangleBlock, soft_clamp
+from lreorg_hub.method.cdfnet import CDFNet, ConditionBlock, DisentangleBlock, soft_clamp
 
 from conftest import TINY_CDFNET, randomize
 

@@ -16,7 +16,7 @@ from lreorg_hub.backbones import (Backbone, BackboneNotAvailableError, BackboneS
                                   StyleGAN2Generator,
                                   load_backbone, load_e4e_checkpoint,
                                   load_rosinality_checkpoint, read_checkpoint)
-from lreorg_hub.backbones.checkpoints import ENV_FILE, ENV_PATH, ENV_REPO, ENV_REVISION
+from lreorg_hub.backbones.sources import ENV_FILE, ENV_PATH, ENV_REPO, ENV_REVISION
 from test_backbone_layouts import layout_entries, load_layout, random_state_dict
 
 TINY_G = dict(size=32, style_dim=64, n_mlp=2, channel_base=128, channel_max=16)
@@ -97,7 +97,7 @@ def test_small_e4e_checkpoint_round_trip(tmp_path, caplog):
     path = tmp_path / "e4e_tiny.pt"
     torch.save(ckpt, path)
 
-    with caplog.at_level(logging.INFO, logger="lreorg_hub.backbones.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="lreorg_hub.backbones"):
         bb = load_backbone(path)
     assert "stylegan_size" in caplog.text  # noted, and ignored: the keys say 32
     assert isinstance(bb, Backbone) and bb.generator.size == 32 and bb.encoder.n_styles == 8

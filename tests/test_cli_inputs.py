@@ -119,7 +119,7 @@ def test_limits_of_the_loaded_weights_stop_before_the_first_photo(photo, weights
 
 def test_unfitted_anonymizer_is_named_before_the_first_photo(photo, tiny_backbone, weights,
                                                              tmp_path, capsys):
-    from lreorg_hub.model import LReOrg
+    from lreorg_hub.bundle import LReOrg
 
     rows = tiny_backbone.generator.n_latent
     LReOrg(keywords=["identity", "gender"], num_groups=8, num_members=64,
@@ -192,7 +192,7 @@ def test_unreadable_paths_are_listed_and_the_run_goes_on(photo, tmp_path, capsys
 
 def test_any_failure_of_one_photo_is_recorded(photo, tmp_path, capsys, monkeypatch):
     """Fault injection: an internal error (not a ValueError) on one photo ends nothing."""
-    from lreorg_hub.pipeline import LReOrgPipeline
+    from lreorg_hub.pipeline.photos import LReOrgPipeline
 
     real = LReOrgPipeline.__call__
 
@@ -225,7 +225,7 @@ def test_style_mix_from_the_command_line(photo, weights, tmp_path, capsys):
 
 
 def test_fit_style_mix_command(weights, tmp_path, capsys):
-    from lreorg_hub.stylemix import StyleMixAnonymizer
+    from lreorg_hub.bundle import StyleMixAnonymizer
 
     assert main(["fit-style-mix", str(tmp_path / "sm"), "--backbone", str(weights / "tiny.pt"),
                  "--groups", "4", "--members", "16", "--samples", "64", "--seed", "0"]) == 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lreorg_hub.backbones.checkpoints import ENV_FILE, ENV_PATH, ENV_REPO, ENV_REVISION
+from lreorg_hub.backbones.sources import ENV_FILE, ENV_PATH, ENV_REPO, ENV_REVISION
 from lreorg_hub.cli import main
 
 
@@ -28,7 +28,7 @@ def demo_dir(tmp_path_factory):
 def test_demo_bundle_writes_real_formats(demo_dir, capsys):
     from lreorg_hub.backbones import load_backbone
     from lreorg_hub.demo import DEMO_BACKBONE
-    from lreorg_hub.model import LReOrg
+    from lreorg_hub.bundle import LReOrg
 
     assert sorted(p.name for p in (demo_dir / "bundle").iterdir()) == [
         "README.md", "config.json", "model.safetensors"]
@@ -39,7 +39,7 @@ def test_demo_bundle_writes_real_formats(demo_dir, capsys):
     assert backbone.generator.size == DEMO_BACKBONE["size"] and backbone.encoder is not None
     assert (model.cdfnet.num_rows, model.cdfnet.latent_dim) == (
         backbone.n_latent, backbone.generator.style_dim)
-    from lreorg_hub.stylemix import StyleMixAnonymizer
+    from lreorg_hub.bundle import StyleMixAnonymizer
 
     style_mix = StyleMixAnonymizer.from_pretrained(demo_dir / "style_mix")  # strict load
     assert style_mix.fitted and (style_mix.num_rows, style_mix.style_dim) == (
@@ -64,7 +64,7 @@ def test_demo_builders_are_seeded_and_leave_the_global_rng_alone():
 
 
 def test_backbone_path_env_reaches_from_pretrained(demo_dir, clean_env):
-    from lreorg_hub.pipeline import LReOrgPipeline
+    from lreorg_hub.pipeline.photos import LReOrgPipeline
 
     # The demo bundle's config names a Hub repo that does not exist; the variable wins.
     clean_env.setenv(ENV_PATH, str(demo_dir / "backbone.pt"))
@@ -74,7 +74,7 @@ def test_backbone_path_env_reaches_from_pretrained(demo_dir, clean_env):
 
 def test_backbone_repo_env_reaches_from_pretrained(demo_dir, clean_env):
     from lreorg_hub.backbones import BackboneNotAvailableError
-    from lreorg_hub.pipeline import LReOrgPipeline
+    from lreorg_hub.pipeline.photos import LReOrgPipeline
 
     clean_env.setenv(ENV_REPO, "someone/mirror-of-e4e")
     clean_env.setenv(ENV_FILE, "weights/e4e.pt")

@@ -16,9 +16,9 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from lreorg_hub.anonymizers import IdentityAnonymizer, LaplaceIdentityAnonymizer, kmeans
-from lreorg_hub.cdfnet import CDFNet
-from lreorg_hub.privacy import categorical, normal, randint, randperm, uniform
+from lreorg_hub.method.anonymizers import IdentityAnonymizer, LaplaceIdentityAnonymizer, kmeans
+from lreorg_hub.method.cdfnet import CDFNet
+from lreorg_hub.method.rng import categorical, normal, randint, randperm, uniform
 
 from conftest import TINY_CDFNET
 
@@ -90,9 +90,8 @@ def test_every_library_draw_follows_the_generator_rule(tiny_bundle, tiny_backbon
                                                        tiny_style_mix, photo_bundle):
     import copy
 
-    from lreorg_hub.stylemix import StyleMixAnonymizer
-    from lreorg_hub.training.fitting import (fit_identity_anonymizer,
-                                             sample_mapping_codes)
+    from lreorg_hub.bundle import StyleMixAnonymizer
+    from lreorg_hub.training.fitting import fit_identity_anonymizer, sample_mapping_codes
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(96, TINY_CDFNET["latent_dim"], generator=g)

@@ -11,10 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from lreorg_hub import encoders
-from lreorg_hub.encoders import IdentityEncoder, KeywordEncoder, WeightsUnavailableError
-from lreorg_hub.imaging import pil_to_tensor
-from lreorg_hub.keywords import KEYWORDS, Keyword
+from lreorg_hub import scorers as encoders
+from lreorg_hub.scorers import IdentityEncoder, KeywordEncoder, WeightsUnavailableError
+from lreorg_hub.image.io import pil_to_tensor
+from lreorg_hub.method.keywords import KEYWORDS
+from lreorg_hub.method.keywords import Keyword
 
 # Two layers, width 64: the real open_clip CLIP class with a small config. The vocabulary stays
 # CLIP's (the shipped BPE tokenizer emits ids up to 49407).

@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from lreorg_hub.encoders import IdentityEncoder, KeywordEncoder
+from lreorg_hub.scorers import IdentityEncoder, KeywordEncoder
 from lreorg_hub.evaluation import (ClipImageFeatures, EvalConfig, Evaluator, markdown_tables,
                                    metrics)
 from lreorg_hub.evaluation.features import InceptionFeatures
-from lreorg_hub.encoders import WeightsUnavailableError
+from lreorg_hub.scorers import WeightsUnavailableError
 
 TINY_CLIP = dict(
     embed_dim=32,
@@ -122,8 +122,8 @@ def test_bad_config_is_refused():
 def eval_pipeline(photo_bundle, tiny_backbone):
     """The tiny pipeline (bundle, backbone and style-mix groups) with a detector that skips the
     small pyramid scales (speed: the photos below are 256 px, the astronaut's face ~45 px)."""
-    from lreorg_hub.faces import FaceDetector
-    from lreorg_hub.pipeline import LReOrgPipeline
+    from lreorg_hub.image.faces import FaceDetector
+    from lreorg_hub.pipeline.photos import LReOrgPipeline
     from lreorg_hub.demo import build_demo_style_mix
 
     style_mix = build_demo_style_mix(tiny_backbone, seed=0, num_groups=8, num_members=64,

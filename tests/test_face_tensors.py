@@ -9,9 +9,8 @@ import torch
 from PIL import Image
 from skimage import data
 
-from lreorg_hub.faces import (FaceDetector, align_face, align_faces, ffhq_quad, lanczos_resize,
-                              paste_back_all, paste_faces)
-from lreorg_hub.imaging import photo_tensor, tensor_to_pil, tensor_to_uint8, to_host_once
+from lreorg_hub.image.faces import (FaceDetector, align_face, align_faces, ffhq_quad, lanczos_resize, paste_back_all, paste_faces)
+from lreorg_hub.image.io import photo_tensor, tensor_to_pil, tensor_to_uint8, to_host_once
 from pil_alignment_reference import pil_align_face
 
 
@@ -81,9 +80,10 @@ def test_alignment_matches_pil_where_it_pads(astronaut, landmarks, record_proper
 def test_alignment_in_float32_stays_close_to_pil(astronaut, landmarks, monkeypatch):
     """Devices without float64 (MPS) align in float32: measured max 1, mean 0.010 (256) and
     0.018 (sampled at 1024, resized to 256) gray levels from PIL, on the CPU."""
-    import lreorg_hub.faces as faces
+    from lreorg_hub.image.faces import align, resample
 
-    monkeypatch.setattr(faces, "_exact_dtype", lambda device: torch.float32)
+    for module in (align, resample):  # both read the device's exact dtype
+        monkeypatch.setattr(module, "_exact_dtype", lambda device: torch.float32)
     for kwargs in (dict(output_size=256), dict(output_size=256, transform_size=1024)):
         worst, mean = gray_level_diff(align_face(astronaut, landmarks, **kwargs)[0],
                                       pil_align_face(astronaut, landmarks, **kwargs)[0])

@@ -8,16 +8,7 @@ import torch
 from PIL import Image
 from skimage import data
 
-from lreorg_hub.faces import (
-    AlignTransform,
-    Face,
-    FaceDetector,
-    align_face,
-    ffhq_quad,
-    paste_back,
-    paste_back_all,
-    paste_mask,
-)
+from lreorg_hub.image.faces import (AlignTransform, Face, FaceDetector, align_face, ffhq_quad, paste_back, paste_back_all, paste_mask)
 
 # Mean absolute error (gray levels) allowed where the mask is 1 when the unchanged aligned
 # crop is pasted back: two resamplings blur fine texture (measured 2.8 on astronaut at 256).

@@ -6,12 +6,9 @@ import json
 import pytest
 import torch
 
-from lreorg_hub import keywords as kw
-from lreorg_hub.model import LReOrg
-from lreorg_hub.training.fitting import (SyntheticCodesError, check_synthetic_codes,
-                                         fit_anonymizers, fit_attribute_anonymizer,
-                                         fit_identity_anonymizer, sample_mapping_codes,
-                                         zero_shot_labels)
+from lreorg_hub.method import keywords as kw
+from lreorg_hub.bundle import LReOrg
+from lreorg_hub.training.fitting import (SyntheticCodesError, check_synthetic_codes, fit_anonymizers, fit_attribute_anonymizer, fit_identity_anonymizer, sample_mapping_codes, zero_shot_labels)
 
 from conftest import save_as_e4e_checkpoint
 from training_setup import TINY_CLIP, TRAIN_CDFNET, build_tiny_clip

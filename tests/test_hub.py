@@ -9,10 +9,10 @@ import pytest
 import torch
 from huggingface_hub import ModelCard, ModelCardData
 
-from lreorg_hub import hub
+from lreorg_hub.bundle import publish as hub
 from lreorg_hub.cli import main
 from lreorg_hub.evaluation import EvalConfig
-from lreorg_hub.model import LReOrg
+from lreorg_hub.bundle import LReOrg
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

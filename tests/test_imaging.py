@@ -9,16 +9,7 @@ import pytest
 import torch
 from PIL import Image, ImageCms
 
-from lreorg_hub.imaging import (
-    ImageLoadError,
-    ImageTooLargeError,
-    as_rgb_array,
-    load_image,
-    pil_to_tensor,
-    strip_metadata,
-    tensor_to_pil,
-    to_pil,
-)
+from lreorg_hub.image.io import (ImageLoadError, ImageTooLargeError, as_rgb_array, load_image, pil_to_tensor, strip_metadata, tensor_to_pil, to_pil)
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from lreorg_hub import keywords as kw
+from lreorg_hub.method import keywords as kw
 
 
 def test_registry_matches_paper_table_1():
@@ -52,5 +52,5 @@ def test_selection_limited_to_a_bundles_keywords():
 
 
 def test_keywords_module_does_not_import_torch():
-    code = "import sys, lreorg_hub.keywords; assert 'torch' not in sys.modules"
+    code = "import sys, lreorg_hub.method.keywords; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -5,9 +5,10 @@ import math
 import pytest
 
 from lreorg_hub import cli
-from lreorg_hub.baselines import BASELINES
-from lreorg_hub.methods import (MAX_SAMPLES, METHODS, ProtectOptions, check_faces,
-                                check_method, check_output_size)
+from lreorg_hub.image.baselines import BASELINES
+from lreorg_hub.pipeline.registry import MAX_SAMPLES
+from lreorg_hub.pipeline.registry import METHODS
+from lreorg_hub.pipeline.options import (ProtectOptions, check_faces, check_method, check_output_size)
 
 
 def test_registry_names_kinds_and_labels():
@@ -21,7 +22,10 @@ def test_registry_names_kinds_and_labels():
     fields = set(ProtectOptions.__dataclass_fields__)
     assert all(set(m.options) <= fields for m in METHODS.values())
     # the CLI's torch-free copies agree with the registry
-    assert cli.METHOD_NAMES == tuple(METHODS) and cli.MAX_SAMPLES == MAX_SAMPLES
+    parser = cli.build_parser()  # the CLI offers exactly the registry's methods
+    anonymize = parser._subparsers._group_actions[0].choices["anonymize"]
+    method = next(a for a in anonymize._actions if a.dest == "method")
+    assert tuple(method.choices) == tuple(METHODS) and MAX_SAMPLES == 16
 
 
 def test_defaults_are_resolved_per_method():

@@ -5,7 +5,7 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file, save_file
 
-from lreorg_hub.model import BundleError, LReOrg
+from lreorg_hub.bundle import BundleError, LReOrg
 from lreorg_hub.training.fitting import fit_identity_anonymizer
 
 from conftest import TINY_CDFNET, build_tiny_bundle, fit_anonymizers, make_lossless_projection

@@ -12,9 +12,10 @@ from PIL import Image
 from skimage import data
 
 from lreorg_hub.backbones import BackboneSource
-from lreorg_hub.faces import FaceDetector, paste_mask
-from lreorg_hub.model import DEFAULT_BACKBONE
-from lreorg_hub.pipeline import LReOrgPipeline, NoFaceError
+from lreorg_hub.image.faces import FaceDetector, paste_mask
+from lreorg_hub.bundle import DEFAULT_BACKBONE
+from lreorg_hub.pipeline.photos import LReOrgPipeline
+from lreorg_hub.pipeline.results import NoFaceError
 
 
 def outside_and_inside(photo, face_transform, feather=0.1):
@@ -132,7 +133,7 @@ def test_outputs_carry_no_metadata_from_the_upload(pipeline, astronaut):
 
 def test_backbone_that_does_not_fit_the_bundle_is_refused(tiny_backbone):
     from conftest import TINY_CDFNET
-    from lreorg_hub.model import LReOrg
+    from lreorg_hub.bundle import LReOrg
 
     with pytest.raises(ValueError, match=r"backbone does not match the bundle, which works on "
                                          r"\(4, 16\) W\+ codes: generator gives \(10, 32\)"):
@@ -225,7 +226,7 @@ def test_style_mix_runs_through_the_same_call(style_mix_pipeline, astronaut, ast
 
 def test_style_mix_changes_only_the_chosen_rows_of_the_code(style_mix_pipeline, style_mix,
                                                             astronaut_face):
-    from lreorg_hub.methods import ProtectOptions
+    from lreorg_hub.pipeline.options import ProtectOptions
 
     codes = style_mix_pipeline.encode([astronaut_face.aligned])
     runner = style_mix_pipeline.methods["style-mix"]
@@ -238,7 +239,7 @@ def test_style_mix_changes_only_the_chosen_rows_of_the_code(style_mix_pipeline, 
 
 
 def test_keywords_the_loaded_weights_serve(pipeline, style_mix_pipeline, tiny_backbone):
-    from lreorg_hub.model import LReOrg
+    from lreorg_hub.bundle import LReOrg
 
     support = pipeline.keywords()
     assert support.anonymize[0] == "identity" and "gender" in support.anonymize
@@ -270,7 +271,7 @@ def test_keywords_the_loaded_weights_serve(pipeline, style_mix_pipeline, tiny_ba
 
 
 def pipe_options(**kwargs):
-    from lreorg_hub.methods import ProtectOptions
+    from lreorg_hub.pipeline.options import ProtectOptions
 
     return ProtectOptions(**kwargs)
 
@@ -296,7 +297,7 @@ def test_every_option_is_checked_before_the_photo_is_read(pipeline, tmp_path):
 
 
 def test_options_object_and_separate_arguments_are_one_or_the_other(pipeline, astronaut):
-    from lreorg_hub.methods import ProtectOptions
+    from lreorg_hub.pipeline.options import ProtectOptions
 
     with pytest.raises(ValueError, match="pass either options= or the separate option"):
         pipeline(astronaut, options=ProtectOptions(seed=1), seed=1)

@@ -8,8 +8,8 @@ import secrets
 import pytest
 import torch
 
-from lreorg_hub.privacy import (NO_DP_NOTE, OS_ENTROPY_NOTE, USER_SEED_WARNING, PrivacyRecord,
-                                make_generator)
+from lreorg_hub.privacy import NO_DP_NOTE, OS_ENTROPY_NOTE, USER_SEED_WARNING, PrivacyRecord
+from lreorg_hub.method.rng import make_generator
 
 # A recognisable value the patched OS entropy returns, so tests can look for it in outputs.
 SECRET = 7_364_019_283_746_551

@@ -4,8 +4,8 @@ OS-entropy generator, and nothing in the public API touches torch's global RNG."
 import pytest
 import torch
 
-from lreorg_hub.anonymizers import IdentityAnonymizer, LaplaceIdentityAnonymizer, kmeans
-from lreorg_hub.model import LReOrg
+from lreorg_hub.method.anonymizers import IdentityAnonymizer, LaplaceIdentityAnonymizer, kmeans
+from lreorg_hub.bundle import LReOrg
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_public_api_leaves_the_global_rng_alone(global_rng_untouched, photo_bund
                                                tiny_backbone, astronaut, tmp_path):
     from conftest import build_tiny_bundle
     from lreorg_hub.demo import build_demo_backbone, build_demo_bundle
-    from lreorg_hub.pipeline import LReOrgPipeline
+    from lreorg_hub.pipeline.photos import LReOrgPipeline
     from lreorg_hub.training.fitting import fit_identity_anonymizer
 
     # A new pipeline, so building its face detector is inside the check too.

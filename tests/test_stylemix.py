@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from lreorg_hub.demo import build_demo_style_mix
-from lreorg_hub.stylemix import StyleMixAnonymizer, check_style_rows, default_style_rows
+from lreorg_hub.bundle import StyleMixAnonymizer
+from lreorg_hub.method.stylemix import check_style_rows, default_style_rows
 from test_anonymizers import chi_square_p_value
 
 DRAWS = 20_000

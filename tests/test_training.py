@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lreorg_hub.cdfnet import CDFNet
+from lreorg_hub.method.cdfnet import CDFNet
 from lreorg_hub.training.config import TrainingConfig
 from lreorg_hub.training.swap import RoundTripWarning, SwapTrainer, roundtrip_error
 
@@ -179,7 +179,7 @@ def test_roundtrip_error_is_logged_and_warned_about(parts, tmp_path):
 
 
 def test_saved_bundle_records_its_roundtrip_error(parts, tmp_path):
-    from lreorg_hub.model import LReOrg
+    from lreorg_hub.bundle import LReOrg
 
     trainer = make_trainer(parts, tmp_path, steps=1, keywords=["identity"])
     trainer.fit()
@@ -205,10 +205,19 @@ def test_gradient_checkpointing_gives_the_same_step(parts, tmp_path):
                          init_output_std=1e-2)
     checkpointed = make_trainer(parts, tmp_path / "b", steps=1, keywords=["identity"],
                                 init_output_std=1e-2, gradient_checkpointing=True)
+    grads = []
+    for trainer in (plain, checkpointed):  # the gradients, kept before Adam's update
+        step = trainer.optimizer.step
+        trainer.optimizer.step = lambda *a, t=trainer, s=step, **k: (
+            grads.append([p.grad.clone() for p in t.cdfnet.parameters()]), s(*a, **k))[1]
     a, b = plain.train_step(), checkpointed.train_step()
     assert a.total == pytest.approx(b.total, rel=1e-5)
-    for pa, pb in zip(plain.cdfnet.parameters(), checkpointed.cdfnet.parameters()):
-        torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-7)
+    # Adam's first update is lr·g/(|g| + eps): for a gradient near 0 its sign is a rounding
+    # accident (the halves run at another batch size), so the gradients, not the updated
+    # weights, must agree: the same direction and size.
+    ga, gb = (torch.cat([g.flatten() for g in gs]) for gs in grads)
+    assert float(torch.nn.functional.cosine_similarity(ga, gb, dim=0)) > 0.9999
+    assert float(gb.norm() / ga.norm()) == pytest.approx(1.0, abs=1e-3)
 
 
 # -- configuration ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lreorg_hub.backbones import CheckpointLayoutError, CheckpointReadError, load_backbone
-from lreorg_hub.model import BundleError, LReOrg
+from lreorg_hub.bundle import BundleError, LReOrg
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def test_placeholder_bundle_says_none_is_published_after_one_short_try(unreachab
 
 def test_unreachable_hub_backbone_is_one_short_try(unreachable_hub, tmp_path, monkeypatch):
     from lreorg_hub.backbones import BackboneNotAvailableError
-    from lreorg_hub.backbones.checkpoints import ENV_PATH
+    from lreorg_hub.backbones.sources import ENV_PATH
 
     monkeypatch.delenv(ENV_PATH, raising=False)
     start = time.perf_counter()

@@ -21,7 +21,7 @@ FACENET_SIZE = 80  # about the smallest input InceptionResnetV1 takes (64 is too
 
 
 def build_tiny_clip():
-    from lreorg_hub.encoders import KeywordEncoder
+    from lreorg_hub.scorers import KeywordEncoder
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -30,7 +30,7 @@ def build_tiny_clip():
 
 def build_calibrated_facenet(generator, count: int = 64):
     """Random InceptionResnetV1 whose BatchNorm running statistics are those of G's images."""
-    from lreorg_hub.encoders import IdentityEncoder
+    from lreorg_hub.scorers import IdentityEncoder
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -51,7 +51,7 @@ def build_calibrated_facenet(generator, count: int = 64):
 
 def build_training_parts(keywords=("identity", "gender")):
     """(bundle, backbone, facenet, clip) for a tiny run; CLIP gives the keyword conditions."""
-    from lreorg_hub.model import LReOrg
+    from lreorg_hub.bundle import LReOrg
 
     backbone = build_tiny_backbone()
     clip = build_tiny_clip()

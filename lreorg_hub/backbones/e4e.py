@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._init import build_uninitialised, default_init_generator, kaiming_uniform_, uniform_
+from ..method.init import build_uninitialised, default_init_generator, kaiming_uniform_, uniform_
 from .stylegan2 import EqualLinear
 
 __all__ = ["E4EEncoder", "BottleneckIRSE", "SEModule", "GradualStyleBlock", "IR_SE_UNITS"]

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._init import default_init_generator, randn, randn_
+from ..method.init import default_init_generator, randn, randn_
 
 __all__ = [
     "StyleGAN2Generator", "MappingNetwork", "EqualLinear", "PixelNorm", "ConstantInput",

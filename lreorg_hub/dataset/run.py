@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from ..methods import ProtectOptions
+from ..pipeline.options import ProtectOptions
 from .keys import is_within, item_seed
 from .sources import WORK, ShardInput, SourceSpec, atomic_write, detect_kind, open_source
 
@@ -174,7 +174,7 @@ def _epsilon_total(record: dict):
 def anonymize_shard(pipe, shard: ShardInput, options: DatasetOptions, key: bytes
                     ) -> tuple[list, list[dict]]:
     """(output image or None per item, record per item). Never raises for a bad item."""
-    from ..imaging import load_image
+    from ..image.io import load_image
     from ..pipeline import NoFaceError
 
     method = options.method or pipe.default_method

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..encoders import KeywordEncoder, WeightsUnavailableError
-from ..imaging import pil_to_tensor
+from ..scorers import KeywordEncoder, WeightsUnavailableError
+from ..image.io import pil_to_tensor
 
 __all__ = ["InceptionFeatures", "ClipImageFeatures"]
 

@@ -10,27 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..bundle.card import _num, _pct, main_table
+
 __all__ = ["markdown_tables", "main_table", "write_report", "plot_privacy_utility"]
-
-
-def _pct(value) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
-
-
-def _num(value) -> str:
-    return "–" if value is None else f"{value:.2f}"
-
-
-def main_table(results: dict, judge: str | None = None) -> str:
-    """The Tables 2–5 layout: Method | PSR (%) ↑ | Detection (%) ↑ | APR (%) ↑ | FID ↓."""
-    judge = judge or results["config"]["judge"]
-    lines = [f"| Method | PSR (%) ↑ ({judge}) | Detection (%) ↑ | APR (%) ↑ | FID ↓ |",
-             "|---|---|---|---|---|"]
-    for key in results["main"]:
-        row = results["methods"][key]
-        lines.append(f"| {row['label']} | {_pct(row['psr'])} | {_pct(row['detection'])} | "
-                     f"{_pct(row['apr'])} | {_num(row['fid'])} |")
-    return "\n".join(lines)
 
 
 def markdown_tables(results: dict) -> str:

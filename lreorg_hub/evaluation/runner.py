@@ -28,11 +28,11 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from .. import keywords as kw
-from ..encoders import IdentityEncoder, KeywordEncoder
-from ..faces import align_face
-from ..imaging import load_image, pil_to_tensor
-from ..methods import METHODS
+from ..method import keywords as kw
+from ..scorers import IdentityEncoder, KeywordEncoder
+from ..image.faces import align_face
+from ..image.io import load_image, pil_to_tensor
+from ..pipeline.registry import METHODS
 from . import metrics
 
 __all__ = ["EvalConfig", "Evaluator", "ORIGINAL", "IMAGE_SUFFIXES", "collect_photos",
@@ -192,7 +192,7 @@ class Evaluator:
     def _options(self, method: str, epsilon: float | None, seed: int | None):
         """The evaluation's options, less those that do not apply to ``method`` (the
         pipeline refuses options that do not apply)."""
-        from ..methods import ProtectOptions
+        from ..pipeline.options import ProtectOptions
 
         options = ProtectOptions(
             anonymize=tuple(self.config.anonymize), recover=tuple(self.config.recover),

@@ -27,7 +27,7 @@ def seeded_init(factory, **kwargs):
 
 def build_scorers(config: TrainingConfig, device: torch.device):
     """The frozen identity network (facenet) and CLIP of the configuration."""
-    from ..encoders import IdentityEncoder, KeywordEncoder
+    from ..scorers import IdentityEncoder, KeywordEncoder
 
     ident = dict(config.identity_encoder)
     if ident.get("crop") is not None:
@@ -40,7 +40,7 @@ def build_scorers(config: TrainingConfig, device: torch.device):
 def build_bundle(config: TrainingConfig, backbone, clip):
     """A new LReOrg bundle sized for the backbone's W+ codes and CLIP's embeddings, with the
     keyword conditions k^f from CLIP's text encoder."""
-    from ..model import LReOrg
+    from ..bundle import LReOrg
 
     args = dict(config.bundle)
     cdfnet = dict(args.pop("cdfnet", {}) or {})

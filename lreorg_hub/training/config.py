@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..encoders import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, FFHQ_FACE_CROP
+from ..scorers import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, FFHQ_FACE_CROP
 from .losses import AOSWeights, IOSWeights
 
 __all__ = ["TrainingConfig", "RESUME_OVERRIDABLE", "parse_overrides"]

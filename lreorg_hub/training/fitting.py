@@ -20,33 +20,13 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor
 
-from .. import keywords as kw
+from ..method import keywords as kw
+from ..method.fitting import (SyntheticCodesError, _features, check_synthetic_codes,
+                              fit_attribute_anonymizer, fit_identity_anonymizer)
 
 __all__ = ["SyntheticCodesError", "check_synthetic_codes", "sample_mapping_codes",
            "fit_identity_anonymizer", "fit_attribute_anonymizer", "zero_shot_labels",
            "FitReport", "fit_anonymizers"]
-
-
-class SyntheticCodesError(ValueError):
-    """Codes that are not mapping-network samples were given for a published member bank."""
-
-
-def check_synthetic_codes(codes: Tensor) -> Tensor:
-    """Accept W codes (N, D) or W+ codes (N, L, D) whose rows are all equal; refuse the rest.
-
-    The anonymizer statistics (GIA's member bank above all) are published with the bundle and
-    must describe synthetic identities only. Encoder codes of photos have distinct rows.
-    """
-    if codes.dim() == 2:
-        return codes
-    if codes.dim() == 3 and bool((codes == codes[:, :1]).all()):
-        return codes
-    raise SyntheticCodesError(
-        "these codes have W+ rows that differ, as encoder (e4e) codes of photos do: the "
-        "anonymizer member bank is published with the bundle and must hold synthetic "
-        "identities only. Sample latents from the generator's mapping network instead "
-        "(lreorg_hub.training.fitting.sample_mapping_codes, or `lreorg fit-anonymizers`).")
-
 
 @torch.no_grad()
 def sample_mapping_codes(generator, count: int, rng: torch.Generator | None = None,
@@ -62,33 +42,6 @@ def sample_mapping_codes(generator, count: int, rng: torch.Generator | None = No
     avg = generator.mean_latent(4096, generator=rng) if truncation != 1.0 else None
     return generator.sample_w(count, generator=rng, truncation=truncation,
                               truncation_latent=avg)
-
-
-def _features(model, codes: Tensor, keyword: str, batch_size: int) -> Tensor:
-    return torch.cat([model.disentangle(c, keyword)[0].float().cpu()
-                      for c in codes.split(batch_size)])
-
-
-@torch.no_grad()
-def fit_identity_anonymizer(model, codes: Tensor, iterations: int = 50,
-                            generator: torch.Generator | None = None, batch_size: int = 1024):
-    """GIA fitting: identity key features of mapping-network codes, k-means into m groups.
-
-    k-means runs on the CPU with ``generator`` (a CPU torch.Generator; OS entropy when None).
-    """
-    features = _features(model, check_synthetic_codes(codes), kw.IDENTITY, batch_size)
-    return model.identity_anonymizer.fit(features, iterations, generator)
-
-
-@torch.no_grad()
-def fit_attribute_anonymizer(model, keyword: str, codes: Tensor, labels: Tensor,
-                             batch_size: int = 1024):
-    """KAA fitting: average the keyword's key features per sub-category label (N,)."""
-    name = kw.get(keyword, model.keywords).name
-    if name == kw.IDENTITY:
-        raise ValueError("identity is anonymized by GIA: use fit_identity_anonymizer")
-    features = _features(model, check_synthetic_codes(codes), name, batch_size)
-    return model.attribute_anonymizer(name).fit(features, labels.cpu())
 
 
 @torch.no_grad()
@@ -203,4 +156,3 @@ def fit_anonymizers(model, generator, clip, num_samples: int = 10_000,
     model.train(was_training)
     report.seconds = time.perf_counter() - tic
     return report
-

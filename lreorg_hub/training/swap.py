@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .. import keywords as kw
+from ..method import keywords as kw
 from .config import RESUME_OVERRIDABLE, TrainingConfig
 from . import losses as L
 

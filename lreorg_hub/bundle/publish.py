@@ -13,95 +13,26 @@ leaves the machine. The card is rendered from ``model_cards/lreorg.md`` with:
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import tempfile
 from pathlib import Path
 
-from huggingface_hub import HfApi, ModelCard, constants
+from huggingface_hub import HfApi, constants
 
-from .evaluation.report import main_table
-from .model import LReOrg
+from .card import read_eval_results, read_training_metadata, render_card
+from .lreorg import LReOrg
 
-__all__ = ["UPLOAD_FILES", "HubUnavailableError", "read_training_metadata",
-           "read_eval_results", "evaluation_context", "render_card", "build_upload_folder",
-           "push"]
+__all__ = ["UPLOAD_FILES", "HubUnavailableError", "build_upload_folder", "push"]
 
 #: What a published bundle repo holds: nothing else is uploaded.
 UPLOAD_FILES = ("README.md", "config.json", "model.safetensors")
+
+
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 class HubUnavailableError(RuntimeError):
     """The Hub cannot be reached (offline mode, no network, refused credentials)."""
-
-
-def read_training_metadata(bundle_dir: str | Path) -> dict | None:
-    """``training.json`` beside the bundle's weights, or None when the bundle has none."""
-    path = Path(bundle_dir) / "training.json"
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object")
-    err = data.get("roundtrip_error")
-    if err is not None and (isinstance(err, bool) or not isinstance(err, (int, float))
-                            or not math.isfinite(err) or err < 0):
-        raise ValueError(f"{path}: roundtrip_error must be a non-negative number, got {err!r}")
-    return data
-
-
-def read_eval_results(path: str | Path) -> dict:
-    """An ``lreorg eval`` results.json (checked for the fields the card needs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"evaluation results {path} not found (lreorg eval writes "
-                                f"OUT/results.json)")
-    try:
-        results = json.loads(path.read_text("utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
-    missing = [k for k in ("config", "photos", "faces", "main", "methods") if k not in results]
-    if missing:
-        raise ValueError(f"{path} is not an lreorg eval results.json (missing "
-                         f"{', '.join(missing)})")
-    return results
-
-
-def evaluation_context(results: dict, source: str = "lreorg eval") -> dict:
-    """The template's ``evaluation`` variable: the main table and the recovery table."""
-    cfg = results["config"]
-    recovery = results.get("recovery") or {}
-    recovery_table = None
-    if recovery:
-        names = list(recovery)
-        recovery_table = "\n".join([
-            "| Attribute | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
-            "| Rec rate (%) | " + " | ".join(
-                "–" if recovery[n] is None else f"{100 * recovery[n]:.1f}" for n in names)
-            + " |"])
-    return {"photos": results["photos"]["evaluated"], "faces": results["faces"],
-            "source": source, "judge": cfg["judge"], "threshold": cfg["threshold"],
-            "fid_features": cfg["fid_features"],
-            "attributes": ", ".join(results.get("preserved_attributes", [])) or "no keyword",
-            "table": main_table(results), "recovery_table": recovery_table}
-
-
-def render_card(model: LReOrg, repo_id: str | None = None, evaluation: dict | None = None,
-                training: dict | None = None) -> ModelCard:
-    """The model card: the bundle's template plus metadata a Hub user filters by."""
-    card = model.generate_model_card(
-        repo_id=repo_id, training=training,
-        evaluation=None if evaluation is None else evaluation_context(evaluation))
-    data = card.data
-    data.base_model = model.backbone["repo_id"]
-    data.base_model_revision = model.backbone["revision"]
-    data.model_name = repo_id.split("/")[-1] if repo_id else "lreorg"
-    return ModelCard(str(card))  # re-parse: what is saved is what the Hub will read
 
 
 def _pin(model: LReOrg, backbone_revision: str | None) -> None:

@@ -15,23 +15,18 @@ applied to the row-mean feature f.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
-from .anonymizers import GroupDraw, IdentityAnonymizer, check_epsilon, check_rank_window
+from .anonymizers import GroupDraw, IdentityAnonymizer
+from .mechanisms import check_epsilon, check_rank_window
 
-__all__ = ["StyleMixAnonymizer", "StyleMixResult", "default_style_rows", "check_style_rows",
+__all__ = ["StyleMixModule", "StyleMixResult", "default_style_rows", "check_style_rows",
            "STYLE_MIX_LABEL"]
 
 STYLE_MIX_LABEL = "style-mix (training-free baseline)"
-CONFIG_NAME = "style_mix_config.json"
-WEIGHTS_NAME = "style_mix.safetensors"
 
 
 def default_style_rows(num_rows: int) -> tuple[int, int]:
@@ -72,7 +67,7 @@ class StyleMixResult:
     rows: tuple[int, int]
 
 
-class StyleMixAnonymizer(nn.Module):
+class StyleMixModule(nn.Module):
     """Groups of synthetic identities (k-means of mapping-network samples) and the draw.
 
     Args:
@@ -123,7 +118,7 @@ class StyleMixAnonymizer(nn.Module):
     @torch.no_grad()
     def fit(self, stylegan: nn.Module, num_samples: int = 10_000, iterations: int = 50,
             generator: torch.Generator | None = None,
-            batch_size: int = 1024) -> "StyleMixAnonymizer":
+            batch_size: int = 1024) -> "StyleMixModule":
         """Sample w from ``stylegan``'s mapping network and cluster them into the m groups.
 
         Takes the StyleGAN2 generator, not codes: the member bank must hold synthetic
@@ -193,48 +188,3 @@ class StyleMixAnonymizer(nn.Module):
         if not torch.isfinite(codes).all():
             raise ValueError("codes contain non-finite values (NaN or inf)")
         return codes
-
-    # -- saving and loading ------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write style_mix_config.json and style_mix.safetensors (fitted groups only)."""
-        if not self.fitted:
-            raise RuntimeError("refusing to save unfitted style-mix groups")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps(self.get_config(), indent=2))
-        save_model(self, str(directory / WEIGHTS_NAME), metadata={"format": "pt",
-                                                                   "method": "style-mix"})
-        return directory
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, *, revision: str | None = None,
-                        map_location: str | torch.device = "cpu") -> "StyleMixAnonymizer":
-        """Load fitted groups from a folder (or a Hub repo id) written by ``save_pretrained``;
-        strict: every tensor must be there with the configured shape."""
-        path = str(directory)
-        if os.path.isdir(path):
-            config_file, weights_file = Path(path) / CONFIG_NAME, Path(path) / WEIGHTS_NAME
-            for f in (config_file, weights_file):
-                if not f.is_file():
-                    raise FileNotFoundError(f"{path} has no fitted style-mix groups: {f.name} "
-                                            f"is missing")
-        elif os.path.exists(path) or os.path.isabs(path) or path.startswith("."):
-            raise FileNotFoundError(f"{path} is not a folder with fitted style-mix groups")
-        else:
-            from huggingface_hub import hf_hub_download
-            config_file = Path(hf_hub_download(path, CONFIG_NAME, revision=revision))
-            weights_file = Path(hf_hub_download(path, WEIGHTS_NAME, revision=revision))
-        try:
-            config = json.loads(config_file.read_text("utf-8"))
-            model = cls(**config)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"{config_file} is not a valid style-mix configuration: {e}") from None
-        try:
-            load_model(model, str(weights_file), strict=True)
-        except Exception as e:  # safetensors' header/shape errors: name the file
-            raise ValueError(f"{weights_file} does not hold style-mix groups matching "
-                             f"{config_file.name}: {e}") from None
-        if not model.fitted:
-            raise ValueError(f"{weights_file} holds unfitted style-mix groups")
-        return model.to(map_location).eval()
-

@@ -7,87 +7,23 @@ the upload (EXIF, GPS, ICC, comments) can travel into an output.
 
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from PIL import Image
 
-from .backbones import Backbone, load_backbone
-from .faces import FaceDetector
-from .imaging import ImageSource, photo_tensor, to_host_once
-from .methods import (METHODS, ImageMethod, KeywordSupport, LatentMethod, ProtectOptions,
-                      build_methods, check_faces, check_method, check_output_size,
+from ..backbones import Backbone, load_backbone
+from ..bundle import LReOrg
+from ..image.faces import FaceDetector
+from ..image.io import ImageSource, photo_tensor, to_host_once
+from .devices import check_device
+from .methods import (ImageMethod, KeywordSupport, LatentMethod, build_methods,
                       describe_missing)
-from .model import LReOrg
+from .options import ProtectOptions, check_faces, check_method, check_output_size
+from .results import PipelineResult
+from .runner import _encode, _generate, protect_photos, run_batch
 
-__all__ = ["LReOrgPipeline", "PipelineResult", "FaceResult", "NoFaceError", "METHODS",
-           "ProtectOptions", "auto_device"]
-
-
-class NoFaceError(ValueError):
-    """The photo has no face the detector could find (a user-readable message)."""
-
-
-def auto_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@dataclass
-class FaceResult:
-    """One processed face: crops in the aligned frame, and where it was in the photo."""
-
-    index: int                      # position in the detector's order (left to right)
-    box: list[float] | None         # x0, y0, x1, y1 in photo pixels (None for aligned input)
-    score: float | None             # detector confidence
-    aligned: Image.Image            # the aligned input crop
-    anonymized: Image.Image | None  # G(s^M), sample 0 (the baseline's crop for baselines)
-    recovered: Image.Image | None   # G(s^N), sample 0: what is pasted into the photo
-    diverse: list[Image.Image] = field(default_factory=list)  # G(s^N) of every sample
-
-
-@dataclass
-class PipelineResult:
-    """The composed photo, the per-face crops, what ran, and how long each stage took."""
-
-    image: Image.Image
-    faces: list[FaceResult]
-    record: dict
-    timings: dict[str, float]
-    faces_found: int = 0
-
-    def to_dict(self) -> dict:
-        """JSON-ready summary (no pixels): what a CLI run writes next to each output."""
-        return {
-            "size": list(self.image.size),
-            "faces_found": self.faces_found,
-            "faces": [{"index": f.index, "box": f.box, "score": f.score,
-                       "samples": len(f.diverse)} for f in self.faces],
-            "record": self.record,
-            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
-        }
-
-
-class _Timer:
-    def __init__(self, device: torch.device | None = None):
-        self.timings: dict[str, float] = {}
-        # CUDA kernels run asynchronously: a stage's time is only real after a sync.
-        self._cuda = device if device is not None and device.type == "cuda" else None
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        if self._cuda is not None:
-            torch.cuda.synchronize(self._cuda)
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            if self._cuda is not None:
-                torch.cuda.synchronize(self._cuda)
-            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
-
+__all__ = ["LReOrgPipeline"]
 
 class LReOrgPipeline:
     """Every way of protecting a face (``methods.METHODS``), on photos.
@@ -165,7 +101,7 @@ class LReOrgPipeline:
         model = bundle if isinstance(bundle, LReOrg) or bundle is None else \
             LReOrg.from_pretrained(bundle, revision=revision)
         if style_mix is not None and not isinstance(style_mix, torch.nn.Module):
-            from .stylemix import StyleMixAnonymizer
+            from ..bundle import StyleMixAnonymizer
 
             style_mix = StyleMixAnonymizer.from_pretrained(style_mix)
         if model is None and style_mix is None:
@@ -250,16 +186,12 @@ class LReOrgPipeline:
     def encode(self, crops: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
         """Aligned crops (PIL images of one size, or an (N, 3, H, W) uint8 tensor) → W+ codes
         s⁰ (N, L, 512), float32, latent_avg included."""
-        from .batch import _encode
-
         if not isinstance(crops, torch.Tensor):
             crops = torch.stack([photo_tensor(c, self.device) for c in crops])
         return _encode(self, [crops], self.batch_size)
 
     def generate(self, codes: torch.Tensor) -> list[Image.Image]:
         """W+ codes (N, L, 512) → images; constant noise so a seed reproduces the output."""
-        from .batch import _generate
-
         images = _generate(self, codes, self.batch_size)
         (host,) = to_host_once([images.permute(0, 2, 3, 1)])
         return [Image.fromarray(a.numpy()) for a in host]
@@ -308,8 +240,6 @@ class LReOrgPipeline:
                                  "not both")
             given = options
         method, opts = self.check(method, given, aligned=aligned, faces=faces)
-        from .batch import protect_photos
-
         # One flow for one photo and many: a batch of one, its exception raised.
         (result,) = protect_photos(self, [image], [opts], method, aligned=aligned, faces=faces,
                                    anonymized_crops=anonymized_crops, chunk=self.batch_size)
@@ -334,8 +264,6 @@ class LReOrgPipeline:
         """Photos in, ``PipelineResult`` (or that photo's exception) out, in input order; the
         faces of all photos and all samples share the encoder / generator passes. Options
         as in ``__call__``; see :func:`lreorg_hub.batch.run_batch`."""
-        from .batch import run_batch
-
         return run_batch(self, images, seeds=seeds, batch_size=batch_size, **options)
 
     # -- device and precision ----------------------------------------------------------------
@@ -374,29 +302,6 @@ class LReOrgPipeline:
         if self.backbone is not None:
             self.backbone.latent_avg = self.latent_avg
         return self
-
-
-def check_device(device: str | torch.device) -> torch.device:
-    """"auto", "cpu", "cuda", "cuda:N", "mps" → a device that exists here (ValueError else)."""
-    if str(device) == "auto":
-        return auto_device()
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but CUDA is not available here "
-                             f"(use cpu or auto)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r} does not exist: "
-                             f"{torch.cuda.device_count()} CUDA device(s) here")
-    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and
-                                    torch.backends.mps.is_available()):
-        raise ValueError("device 'mps' asked for, but MPS is not available here")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    return dev
 
 
 def _check_settings(feather, batch_size, max_pixels, min_face_size) -> None:

@@ -8,13 +8,12 @@ its forward and inverse side by side so the algebra can be checked by eye agains
 
 from __future__ import annotations
 
-import math
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
-from .privacy import fresh_generator
+from .rng import fresh_generator
 
 __all__ = ["soft_clamp", "ConditionalLinear", "DenseBlock", "ConditionBlock",
            "DisentangleBlock", "CDFNet"]
@@ -165,7 +164,7 @@ class CDFNet(nn.Module, PyTorchModelHubMixin,
         feature is 0 and ∂s′/∂f = 0, so the swapped codes equal the originals to first order
         in the weights and every swap-loss gradient vanishes (a stationary point).
         """
-        from .backbones._init import kaiming_uniform_, randn_, uniform_
+        from .init import kaiming_uniform_, randn_, uniform_
 
         if not output_std >= 0:
             raise ValueError(f"output_std must be >= 0, got {output_std!r}")

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .faces import Face
-from .imaging import as_rgb_array
+from .io import as_rgb_array
 
 __all__ = ["Blur", "Pixelate", "SolidMask", "BASELINES", "get_baseline", "face_region_mask"]
 

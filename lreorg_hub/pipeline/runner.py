@@ -24,12 +24,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .faces import AlignTransform, Face, align_face, align_faces, lanczos_resize, paste_faces
-from .imaging import ImageSource, load_image, photo_tensor, tensor_to_uint8, to_host_once
-from .methods import ImageMethod, ProtectOptions
+from ..image.faces import AlignTransform, Face, align_face, align_faces, lanczos_resize, paste_faces
+from ..image.io import ImageSource, load_image, photo_tensor, tensor_to_uint8, to_host_once
+from .methods import ImageMethod
+from .options import ProtectOptions
+from .results import FaceResult, NoFaceError, PipelineResult, _Timer
 
 __all__ = ["run_batch", "protect_photos"]
-
 
 @dataclass
 class _Photo:
@@ -98,8 +99,6 @@ def protect_photos(pipe, images: Sequence[ImageSource], options: Sequence[Protec
                    anonymized_crops: bool, chunk: int) -> list:
     """The flow behind ``__call__`` and :func:`run_batch`, once method and options (one per
     photo) are checked: a list of ``PipelineResult`` or that photo's exception."""
-    from .pipeline import _Timer
-
     runner = pipe.methods[method]
     if isinstance(runner, ImageMethod):  # no backbone work to share
         results = []
@@ -177,8 +176,6 @@ def protect_photos(pipe, images: Sequence[ImageSource], options: Sequence[Protec
 def _load_and_align(pipe, p: _Photo, image: ImageSource, aligned: bool,
                     faces: Sequence[int] | None, timer) -> None:
     """Load one photo, send it to the device once, find and align its faces there."""
-    from .pipeline import NoFaceError
-
     with timer("load"):
         p.photo = load_image(image, max_pixels=pipe.max_pixels)
         if aligned:
@@ -227,8 +224,6 @@ def _stack_codes(photos: list[_Photo], which: str) -> tuple[torch.Tensor, list[s
 def _assemble(photos: list[_Photo], live: list[_Photo], recovered: torch.Tensor,
               anonymized: torch.Tensor | None, aligned: bool, timings: dict) -> dict:
     """Copy every composed photo and crop to the host at once; build the results."""
-    from .pipeline import FaceResult, PipelineResult
-
     def hwc(t: torch.Tensor) -> torch.Tensor:  # channels last, as PIL wants them
         return t.permute(*range(t.dim() - 3), -2, -1, -3)
 
@@ -270,8 +265,6 @@ def _assemble(photos: list[_Photo], live: list[_Photo], recovered: torch.Tensor,
 def _protect_with_image_method(pipe, image: ImageSource, runner: ImageMethod,
                                opts: ProtectOptions, faces: Sequence[int] | None):
     """One photo through an image baseline, on the host."""
-    from .pipeline import FaceResult, NoFaceError, PipelineResult, _Timer
-
     timer = _Timer(pipe.device)
     with timer("load"):
         photo = load_image(image, max_pixels=pipe.max_pixels)

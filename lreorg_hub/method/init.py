@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from ..privacy import normal, uniform
+from .rng import normal, uniform
 
 __all__ = ["default_init_generator", "entropy_generator", "randn", "randn_", "kaiming_uniform_",
            "uniform_", "build_uninitialised"]

@@ -1,0 +1,283 @@
+"""One runner per method behind one interface.
+
+The runners give every method the same small interface, so the pipeline only detects, aligns,
+encodes, generates and pastes around them:
+
+- latent methods (``LatentMethod``): W+ codes (N, L, D) → ``LatentOutput`` (anonymized and
+  recovered codes, samples first, and the privacy record);
+- image methods (``ImageMethod``): photo + faces → photo and record.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
+
+from ..method import keywords as kw
+from .options import ProtectOptions
+from .registry import METHODS, MethodInfo
+
+__all__ = ["KeywordSupport", "LatentOutput", "LatentMethod", "ImageMethod", "LReOrgMethod",
+           "StyleMixMethod", "ImageBaselineMethod", "build_methods", "describe_missing"]
+
+@dataclass(frozen=True)
+class KeywordSupport:
+    """Which keywords a loaded method can anonymize / recover, and why the others cannot."""
+
+    anonymize: tuple[str, ...]
+    recover: tuple[str, ...]
+    unavailable: dict[str, str] = field(default_factory=dict)  # keyword → reason
+
+
+@dataclass
+class LatentOutput:
+    """What a latent method made of N codes: (samples, N, L, D) tensors and the record."""
+
+    recovered: "object"              # the codes to generate and paste (s^N)
+    anonymized: "object | None"      # s^M when it differs from ``recovered``, else None
+    record: dict
+
+
+class LatentMethod(ABC):
+    """W+ codes in, protected codes out (the pipeline encodes before and generates after)."""
+
+    info: MethodInfo
+    stage: ClassVar[str] = "reorganize"
+
+    def check(self, options: ProtectOptions) -> ProtectOptions:
+        """``options.validate`` against what is loaded, plus fitted-state checks."""
+        return options.validate(self.info.name, **self.limits())
+
+    @abstractmethod
+    def limits(self) -> dict:
+        """keywords / num_groups / num_rows of the loaded weights, for validation."""
+
+    @abstractmethod
+    def keyword_support(self) -> KeywordSupport: ...
+
+    @abstractmethod
+    def protect_codes(self, codes, options: ProtectOptions) -> LatentOutput:
+        """codes (N, L, D), options already checked → LatentOutput."""
+
+    def protect_codes_many(self, codes: list, options: list[ProtectOptions]
+                           ) -> list[LatentOutput]:
+        """Many photos' codes, each with its options (which differ at most in the seed) →
+        one LatentOutput per photo. This default runs them one by one; methods with
+        network passes override it to share them."""
+        return [self.protect_codes(c, o) for c, o in zip(codes, options)]
+
+
+class ImageMethod(ABC):
+    """Photo and faces in, photo out (no encoder, no generator)."""
+
+    info: MethodInfo
+    stage: ClassVar[str] = "baseline"
+
+    def check(self, options: ProtectOptions) -> ProtectOptions:
+        return options.validate(self.info.name)
+
+    def keyword_support(self) -> KeywordSupport:
+        return KeywordSupport((), (), {k: f"{self.info.label} obfuscates the whole face region"
+                                       for k in kw.KEYWORDS})
+
+    @abstractmethod
+    def protect_photo(self, photo, faces, options: ProtectOptions):
+        """(photo, faces, options) → (protected photo, record dict)."""
+
+
+class LReOrgMethod(LatentMethod):
+    """LReOrg and the latent baselines, which swap GIA for Laplace noise or k-anonymity."""
+
+    _IDENTITY = {"lreorg": None, "laplace": "laplace", "k-anonymity": "k-anonymity"}
+
+    def __init__(self, name: str, model):
+        if name not in self._IDENTITY:
+            raise ValueError(f"{name!r} is not a bundle method")
+        self.info, self.model = METHODS[name], model
+
+    def limits(self) -> dict:
+        return {"keywords": list(self.model.keywords),
+                "num_groups": self.model.identity_anonymizer.num_groups,
+                "num_rows": self.model.cdfnet.num_rows}
+
+    def check(self, options: ProtectOptions) -> ProtectOptions:
+        opts = super().check(options)
+        support = self.keyword_support()
+        for name in opts.anonymize:
+            if name not in support.anonymize:
+                raise ValueError(f"cannot anonymize {name!r} with this bundle: "
+                                 f"{support.unavailable[name]}")
+        return opts
+
+    def keyword_support(self) -> KeywordSupport:
+        model, unavailable, anonymize = self.model, {}, []
+        for name in kw.KEYWORDS:
+            if name not in model.keywords:
+                unavailable[name] = "the bundle has no condition embedding for it"
+                continue
+            if name == kw.IDENTITY:
+                fitted = self.info.name == "laplace" or bool(model.identity_anonymizer.fitted)
+                what = "the identity anonymizer (GIA groups)"
+            else:
+                fitted = bool(model.attribute_anonymizer(name).fitted)
+                what = f"the {name!r} attribute anonymizer (KAA means)"
+            if fitted:
+                anonymize.append(name)
+            else:
+                unavailable[name] = f"{what} is not fitted in this bundle"
+        recover = tuple(n for n in model.keywords)
+        return KeywordSupport(tuple(anonymize), recover, unavailable)
+
+    def protect_codes(self, codes, options: ProtectOptions) -> LatentOutput:
+        return self.protect_codes_many([codes], [options])[0]
+
+    def protect_codes_many(self, codes: list, options: list[ProtectOptions]
+                           ) -> list[LatentOutput]:
+        """All photos share every CDFNet pass (``LReOrg.reorganize_many``); each keeps its
+        own seed and so its own DP draw."""
+        first = options[0]
+        if any(replace(o, seed=None) != replace(first, seed=None) for o in options):
+            raise ValueError("protect_codes_many: the photos' options may differ only in "
+                             "the seed")
+        mechanism = self._IDENTITY[self.info.name] or first.mechanism or "window"
+        outs = self.model.reorganize_many(
+            codes, [o.seed for o in options], first.anonymize, first.recover,
+            epsilon=first.epsilon, rank_window=first.rank_window, mechanism=mechanism,
+            samples=first.samples or 1)
+        import torch
+
+        names = list(outs[0].information_loss)
+        # One read-back for every photo's mean information loss, not one per number.
+        means = torch.stack([torch.stack([o.information_loss[k].mean() for k in names])
+                             for o in outs]).tolist() if names else [[] for _ in outs]
+        results = []
+        for out, mean in zip(outs, means):
+            record = _record_dict(out.record, self.info,
+                                  information_loss=dict(zip(names, mean)))
+            results.append(LatentOutput(out.recovered,
+                                        out.anonymized if out.record.recover else None,
+                                        record))
+        return results
+
+
+def _record_dict(record, info: MethodInfo, **more) -> dict:
+    """``PrivacyRecord.to_dict()`` plus which method ran, and the record in plain words."""
+    d = record.to_dict()
+    d.update(method=info.name, method_label=info.label, **more)
+    d["description"] = f"Method: {info.label}.\n" + record.describe()
+    return d
+
+
+def _style_mix_guarantee(mechanism: str, epsilon: float, rows: tuple[int, int]) -> str:
+    from ..privacy import GUARANTEES
+
+    base = ("Training-free baseline (style-mix): rows [{r0}, {r1}) of the W+ code are replaced "
+            "by a synthetic identity (a mapping-network sample) from a group drawn with GIA's "
+            "exponential mechanism on the mean of those rows. ").format(r0=rows[0], r1=rows[1])
+    if math.isinf(epsilon):
+        return base + "ε = ∞: the nearest allowed group is always chosen; no DP guarantee holds."
+    return base + GUARANTEES[mechanism] + (" The other rows are kept as they are and still "
+                                           "carry identity information.")
+
+
+class StyleMixMethod(LatentMethod):
+    """`style-mix`: replace the middle W+ rows by a drawn synthetic identity."""
+
+    stage: ClassVar[str] = "style-mix"
+
+    def __init__(self, style_mix):
+        self.info, self.style_mix = METHODS["style-mix"], style_mix
+
+    def limits(self) -> dict:
+        return {"keywords": [kw.IDENTITY], "num_groups": self.style_mix.num_groups,
+                "num_rows": self.style_mix.num_rows}
+
+    def check(self, options: ProtectOptions) -> ProtectOptions:
+        if not self.style_mix.fitted:
+            raise ValueError("the style-mix groups are not fitted: fit them on the generator "
+                             "(StyleMixAnonymizer.fit) or load fitted groups")
+        return super().check(options)
+
+    def keyword_support(self) -> KeywordSupport:
+        why = "style-mix anonymizes identity only and recovers nothing (no CDFNet)"
+        return KeywordSupport((kw.IDENTITY,), (),
+                              {k: why for k in kw.KEYWORDS if k != kw.IDENTITY})
+
+    def protect_codes(self, codes, options: ProtectOptions) -> LatentOutput:
+        from ..method.rng import make_generator
+        from ..privacy import PrivacyRecord
+
+        sm = self.style_mix
+        samples = options.samples or 1
+        eps = sm.default_epsilon if options.epsilon is None else options.epsilon
+        window = tuple(options.rank_window or sm.default_rank_window)
+        mechanism = options.mechanism or "window"
+        rows = tuple(options.style_rows or sm.rows)
+        generator, seed_used, seed_source = make_generator(options.seed)
+        n = codes.shape[0]
+        mixed = sm(codes.repeat(samples, 1, 1), eps, window, mechanism, rows, generator)
+        record = PrivacyRecord(
+            anonymize=[kw.IDENTITY], recover=[], mechanism=mechanism, epsilon=eps,
+            rank_window=list(window), seed=seed_used, seed_source=seed_source,
+            samples=samples, guarantee=_style_mix_guarantee(mechanism, eps, rows),
+            scope=(f"The guarantee concerns only the choice of the synthetic identity for W+ "
+                   f"rows [{rows[0]}, {rows[1]}). It says nothing about pixels outside the "
+                   f"face or the other rows, which still carry information about the input."),
+            extra={"style_rows": list(rows), "num_groups": sm.num_groups,
+                   "member_bank": "mapping-network samples (synthetic identities only)"}
+        )
+        shape = (samples, n, *codes.shape[1:])
+        return LatentOutput(mixed.codes.reshape(shape), None, _record_dict(record, self.info))
+
+
+class ImageBaselineMethod(ImageMethod):
+    """Blur, pixelate or mask the face regions of the photo."""
+
+    def __init__(self, name: str):
+        from ..image.baselines import BASELINES
+
+        if name not in BASELINES:
+            raise ValueError(f"{name!r} is not an image baseline")
+        self.info = METHODS[name]
+
+    def protect_photo(self, photo, faces, options: ProtectOptions):
+        from ..image.baselines import get_baseline
+        from ..privacy import PrivacyRecord
+
+        baseline = get_baseline(self.info.name, strength=options.strength)
+        composed = baseline(photo, faces)
+        record = PrivacyRecord(
+            anonymize=[], recover=[], mechanism=self.info.name, epsilon=None,
+            rank_window=None, seed=None, seed_source="none", samples=1,
+            guarantee=f"Classical image baseline ({self.info.name}): no formal guarantee; "
+                      f"the face region is obfuscated, nothing else changes.",
+            scope="Only the face regions are changed; everything else in the photo is kept.",
+            extra={"strength": baseline.strength})
+        return composed, _record_dict(record, self.info, strength=baseline.strength)
+
+
+def build_methods(model=None, style_mix=None, has_backbone: bool = False) -> dict:
+    """The runnable methods for what is loaded, in ``METHODS`` order."""
+    from ..image.baselines import BASELINES
+
+    runners: dict = {}
+    for name in METHODS:
+        if name in ("lreorg", "laplace", "k-anonymity") and model is not None and has_backbone:
+            runners[name] = LReOrgMethod(name, model)
+        elif name == "style-mix" and style_mix is not None and has_backbone:
+            runners[name] = StyleMixMethod(style_mix)
+        elif name in BASELINES:
+            runners[name] = ImageBaselineMethod(name)
+    return runners
+
+
+def describe_missing(method: str) -> str:
+    """Why a method cannot run, for the error when it is asked for but not loaded."""
+    needs = METHODS[method].needs
+    if needs == "bundle":
+        return (f"method {method!r} needs an LReOrg bundle and a backbone (encoder + "
+                f"generator)")
+    return (f"method {method!r} needs a backbone (encoder + generator) and fitted style-mix "
+            f"groups (StyleMixAnonymizer)")
