@@ -100,13 +100,13 @@ def serving_config(args: argparse.Namespace) -> sv.ServingConfig:
 # Work on the accelerator (ZeroGPU schedules these; elsewhere they run in place)
 
 
-def _gpu_seconds(photo, request) -> int:
-    return 30 + 10 * request.samples
+def _gpu_seconds(photo, options) -> int:
+    return 30 + 10 * (options.samples or 1)
 
 
 @GPU(duration=_gpu_seconds)
-def _protect_on_device(photo, request):
-    return sv.protect_photo(RUNTIME, photo, request)
+def _protect_on_device(photo, options):
+    return sv.protect_photo(RUNTIME, photo, options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,11 +143,12 @@ def anonymize_photo(photo, method, anonymize, recover, epsilon, mechanism, rank_
     """Anonymize the faces of one photo; returns (before, after), the captioned results, the
     privacy record in words, and the record as JSON (an OS-entropy seed is never in it)."""
     try:
-        request = sv.check_request(RUNTIME, method, anonymize, recover, epsilon, mechanism,
-                                   rank_low, rank_high, seed, samples, strength)
+        options = sv.check_options(RUNTIME, sv.options_from_form(
+            RUNTIME, method, anonymize, recover, epsilon, mechanism, rank_low, rank_high, seed, samples,
+            strength))
         photo_image = sv.read_photo(_upload_bytes(photo), RUNTIME.max_pixels)
         progress(0.1, desc="anonymizing")
-        result = _protect_on_device(photo_image, request)
+        result = _protect_on_device(photo_image, options)
     except Exception as exc:
         raise _page_error(exc) from None
     progress(1.0, desc="done")
@@ -219,9 +220,9 @@ def build_visitor_tab(runtime: sv.Runtime) -> None:
                 value=[k for k in kw.DEFAULT_RECOVER if k in runtime.recoverable],
                 info=_keyword_info(runtime.unavailable, runtime.recoverable) or None,
                 interactive=bool(runtime.recoverable))
-            epsilon = gr.Slider(*sv.EPSILON_RANGE, value=runtime.default_epsilon, step=0.1,
+            epsilon = gr.Slider(0.0, runtime.limits.max_epsilon, value=runtime.default_epsilon, step=0.1,
                                 label="Privacy budget ε per draw (smaller = more private)")
-            samples = gr.Slider(1, sv.MAX_SAMPLES, value=1, step=1,
+            samples = gr.Slider(1, runtime.limits.max_samples, value=1, step=1,
                                 label="Diverse samples k")
             budget = gr.Markdown(sv.budget_text(runtime.default_method,
                                                 list(kw.DEFAULT_ANONYMIZE),
@@ -275,7 +276,7 @@ def build_reviewers_tab(runtime: sv.Runtime) -> None:
             photo = gr.Image(type="filepath", sources=["upload", "clipboard"], label="Photo",
                              format="png", height=280)
             seed = gr.Textbox("0", label="Seed (shared by every method)", max_lines=1)
-            epsilon = gr.Slider(*sv.EPSILON_RANGE, value=runtime.default_epsilon, step=0.1,
+            epsilon = gr.Slider(0.0, runtime.limits.max_epsilon, value=runtime.default_epsilon, step=0.1,
                                 label="Privacy budget ε")
             run = gr.Button("Compare", variant="primary")
         with gr.Column(scale=2):

@@ -31,7 +31,7 @@ from PIL import Image
 
 from lreorg_hub.backbones import E4EEncoder, StyleGAN2Generator
 from lreorg_hub.bundle import LReOrg
-from lreorg_hub.pipeline.photos import LReOrgPipeline
+from lreorg_hub.pipeline import LReOrgPipeline
 from lreorg_hub.training.fitting import fit_identity_anonymizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -159,11 +159,13 @@ def time_engine(engine: str, actors: int, src: Path, work: Path, spec, batch_siz
     """One whole run into a fresh folder: start-up (pipeline load per process / actor)
     included, as a user sees it."""
     from lreorg_hub.dataset import DatasetOptions, anonymize_dataset
+    from lreorg_hub.pipeline import ProtectOptions
 
     out = work / f"out-{engine}-{actors}"
     t0 = time.perf_counter()
     summary = anonymize_dataset(src, out, b"bench-key-not-secret" * 2, pipeline=spec,
-                                options=DatasetOptions(aligned=True, batch_size=batch_size,
+                                options=DatasetOptions(ProtectOptions(aligned=True),
+                                                       batch_size=batch_size,
                                                        shard_size=batch_size),
                                 engine=engine, actors=actors)
     wall = time.perf_counter() - t0

@@ -27,7 +27,7 @@ from PIL import Image
 from lreorg_hub.backbones import E4EEncoder, StyleGAN2Generator
 from lreorg_hub.bundle import LReOrg
 from lreorg_hub.training.fitting import fit_identity_anonymizer
-from lreorg_hub.pipeline.photos import LReOrgPipeline
+from lreorg_hub.pipeline import LReOrgPipeline
 from lreorg_hub.pipeline.devices import auto_device
 
 STAGES = ("detect", "align", "encode", "reorganize", "generate", "paste")

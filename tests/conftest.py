@@ -152,7 +152,7 @@ def photo_bundle(tiny_backbone):
 
 @pytest.fixture(scope="session")
 def pipeline(photo_bundle, tiny_backbone):
-    from lreorg_hub.pipeline.photos import LReOrgPipeline
+    from lreorg_hub.pipeline import LReOrgPipeline
 
     return LReOrgPipeline(photo_bundle, tiny_backbone.encoder, tiny_backbone.generator,
                           tiny_backbone.latent_avg, device="cpu")

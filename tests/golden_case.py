@@ -66,9 +66,9 @@ def read_result(result) -> tuple[dict[str, np.ndarray], dict]:
         arrays[f"face{j}.aligned"] = _array(face.aligned)
         if face.anonymized is not None:
             arrays[f"face{j}.anonymized"] = _array(face.anonymized)
-        for k, sample in enumerate(face.diverse):
+        for k, sample in enumerate(face.samples):
             arrays[f"face{j}.sample{k}"] = _array(sample)
-    return arrays, _record(result.record)
+    return arrays, _record(result.record.to_dict())
 
 
 def run_golden(pipe=None) -> tuple[dict[str, np.ndarray], dict[str, dict]]:

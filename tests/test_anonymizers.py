@@ -159,7 +159,7 @@ def test_same_seed_same_draw_and_generator_only(groups):
     (1.0, (5, 2), r"rank_window \(a=5, b=2\) is empty: a must be <= b"),
     (1.0, (0, 3), r"must lie within 1..10"),
     (1.0, (3, 11), r"must lie within 1..10"),
-    (1.0, (2.5, 4), "must be integers"),
+    (1.0, (2.5, 4), "must be an integer"),
     (1.0, (2,), "must be a pair"),
 ])
 def test_bad_budget_or_window_is_a_clear_error(groups, epsilon, window, message):

@@ -218,14 +218,14 @@ def test_bad_files_get_one_sentence(client, tmp_path, case):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(epsilon=-1.0), "The privacy budget ε must be a number from 0 to 10."),
-    (dict(epsilon=11.0), "The privacy budget ε must be a number from 0 to 10."),
-    (dict(anonymize=()), "Choose at least one thing to anonymize"),
+    (dict(epsilon=-1.0), "Epsilon must be >= 0 (the privacy budget), got -1.0."),
+    (dict(epsilon=11.0), "Epsilon must be at most 10 here, got 11.0."),
+    (dict(anonymize=()), "Nothing to anonymize: give at least one keyword to anonymize"),
     (dict(anonymize=("identity", "age"), recover=("age",)),
-     "'age' is ticked both to anonymize and to recover"),
+     "Keyword(s) age cannot be both anonymized and recovered"),
     (dict(seed="abc"), "The seed must be 'random' or a whole number"),
-    (dict(samples=9), "The number of samples must be a number from 1 to 8."),
-    (dict(method="style-mix"), "The style-mix method cannot recover attributes"),
+    (dict(samples=9), "Samples must be in 1..8 (each sample is one more draw"),
+    (dict(method="style-mix"), "Recover does not apply to method 'style-mix'"),
     (dict(method="morphing"), "The method 'morphing' cannot run here"),
 ])
 def test_bad_choices_get_one_sentence(client, photo_file, options, message):

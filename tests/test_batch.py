@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from skimage import data
 
-from lreorg_hub.pipeline.photos import LReOrgPipeline
-from lreorg_hub.pipeline.results import NoFaceError
+from lreorg_hub.pipeline import LReOrgPipeline
+from lreorg_hub.pipeline import NoFaceError
 
 
 # These tests compare outputs, not speed; one thread is faster on a busy 2-core machine.
@@ -30,9 +30,9 @@ def test_run_batch_equals_one_call_per_photo_in_order(pipeline, astronaut):
     for i in (0, 3):
         single = pipeline(photos[i], seed=[3, 4, 5, 6][i], samples=2, anonymized_crops=False)
         assert np.abs(pixels(results[i].image) - pixels(single.image)).max() <= 1
-        assert len(results[i].faces[0].diverse) == 2
-        assert results[i].record["faces_processed"] == [0]
-        assert results[i].record["samples"] == 2
+        assert len(results[i].faces[0].samples) == 2
+        assert results[i].record.faces == 1
+        assert results[i].record.samples == 2
     assert {"encode", "reorganize", "generate", "paste"} <= set(results[0].timings)
     # each photo keeps its own seed: the two astronauts' draws are independent of batching
     again = pipeline.run_batch(photos[3:], seeds=[6], samples=2)
@@ -85,8 +85,8 @@ def test_one_call_is_a_batch_of_one(pipeline, astronaut):
         (a,), (b,) = single.faces, other.faces
         assert np.array_equal(pixels(a.aligned), pixels(b.aligned))
         assert np.array_equal(pixels(a.recovered), pixels(b.recovered))
-        assert all(np.array_equal(pixels(x), pixels(y)) for x, y in zip(a.diverse, b.diverse))
-        assert a.box == b.box and a.score == b.score
+        assert all(np.array_equal(pixels(x), pixels(y)) for x, y in zip(a.samples, b.samples))
+        assert a.box == b.box and a.detection.score == b.detection.score
     assert np.array_equal(pixels(single.faces[0].anonymized), pixels(batched.faces[0].anonymized))
     assert lean.faces[0].anonymized is None
     assert single.record == batched.record

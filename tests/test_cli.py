@@ -59,7 +59,8 @@ def test_anonymize_folder_end_to_end(photo_bundle, tiny_backbone, tmp_path, caps
     assert result.size == (512, 512) and not result.getexif()
     record = json.loads((out / "astronaut.json").read_text())
     assert record["record"]["recover"] == ["gender", "age"] and record["record"]["seed"] == 0
-    assert record["record"]["epsilon"] == 2.0 and record["faces"][0]["samples"] == 2
+    assert record["record"]["epsilon"] == 2.0 and record["record"]["samples"] == 2
+    assert record["record"]["faces"] == 1 and "input" not in record  # no input path
     assert sorted(p.name for p in (out / "astronaut_faces").iterdir()) == [
         "face0_anonymized.png", "face0_input.png", "face0_sample0.png", "face0_sample1.png"]
     summary = json.loads((out / "summary.json").read_text())

@@ -37,18 +37,20 @@ def run(argv, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--method", "blur", "--strength", "1e9"],
-     "strength for blur must be in (0, 1] (σ as a fraction of the face size), got 1000000000.0"),
+     "strength for blur must be a number in (0, 1] (σ as a fraction of the face size), got "
+     "1000000000.0"),
     (["--method", "pixelate", "--strength", "1000"],
-     "strength for pixelate must be in (0, 1] (block side as a fraction of the face size), "
+     "strength for pixelate must be a number in (0, 1] (block side as a fraction of the face "
+     "size), "
      "got 1000.0"),
-    (["--method", "mask", "--strength", "1.5"], "strength for mask must be in (0, 1] (opacity)"),
+    (["--method", "mask", "--strength", "1.5"], "strength for mask must be a number in (0, 1] (opacity)"),
     (["--method", "blur", "--strength", "nan"], "argument --strength: expected a number, got "
                                                 "'nan'"),
     (["--method", "blur", "--epsilon", "1"], "epsilon does not apply to method 'blur'; it "
                                              "takes: strength"),
     (["--method", "blur", "--seed", "3"], "seed does not apply to method 'blur'"),
     (["--method", "blur", "--bundle", "b"], "--bundle does not apply to --method blur"),
-    (["--method", "blur", "--aligned"], "--aligned does not apply to --method blur"),
+    (["--method", "blur", "--aligned"], "method 'blur' works on whole photos, not on aligned crops (drop aligned / --aligned)"),
     (["--method", "blur", "--device", "tpu"], "device must be auto, cpu, cuda or cuda:N, got "
                                               "'tpu'"),
     (["--method", "blur", "--min-face-size", "0"], "min_face_size must be an integer number "
@@ -80,7 +82,7 @@ def run(argv, capsys):
     (["--bundle", "b", "--output-size", "100"], "output size must be a power of two >= 4"),
     (["--bundle", "b", "--strength", "0.5"], "strength does not apply to method 'lreorg'"),
     (["--bundle", "b", "--style-rows", "1,3"], "style_rows does not apply to method 'lreorg'"),
-    (["--bundle", "b", "--aligned", "--faces", "0"], "--faces does not apply with --aligned"),
+    (["--bundle", "b", "--aligned", "--faces", "0"], "faces cannot be chosen for an aligned crop: it is one face"),
     (["--method", "k-anonymity", "--bundle", "b", "--seed", "1"],
      "seed does not apply to method 'k-anonymity'; it takes: anonymize, recover"),
     (["--method", "laplace", "--bundle", "b", "--epsilon", "0"],
@@ -192,14 +194,14 @@ def test_unreadable_paths_are_listed_and_the_run_goes_on(photo, tmp_path, capsys
 
 def test_any_failure_of_one_photo_is_recorded(photo, tmp_path, capsys, monkeypatch):
     """Fault injection: an internal error (not a ValueError) on one photo ends nothing."""
-    from lreorg_hub.pipeline.photos import LReOrgPipeline
+    from lreorg_hub.pipeline import LReOrgPipeline
 
     real = LReOrgPipeline.__call__
 
-    def flaky(self, image, **kwargs):
+    def flaky(self, image, *args, **kwargs):
         if os.path.basename(str(image)) == "bad.png":
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        return real(self, image, **kwargs)
+        return real(self, image, *args, **kwargs)
 
     monkeypatch.setattr(LReOrgPipeline, "__call__", flaky)
     Image.open(photo).save(tmp_path / "bad.png")

@@ -20,6 +20,7 @@ from PIL import Image
 
 from dataset_helpers import face_crops, write_micro_model
 from lreorg_hub.cli import main
+from lreorg_hub.pipeline import ProtectOptions
 from lreorg_hub.dataset import (RECORD_COLUMN, DatasetOptions, DatasetRunError, KeyFileError,
                                 PipelineSpec, anonymize_dataset, default_key_path, item_seed,
                                 load_or_create_key)
@@ -72,6 +73,16 @@ def ray_local():
 OPTIONS = dict(aligned=True, shard_size=40, batch_size=16)
 
 
+def dataset_options(**kwargs) -> DatasetOptions:
+    """The run's settings, the rest as the library's one options type."""
+    run = {k: kwargs.pop(k) for k in ("no_face", "batch_size", "shard_size") if k in kwargs}
+    return DatasetOptions(protect=ProtectOptions(**kwargs), **run)
+
+
+def with_(options: dict, **changes) -> dict:
+    return {**options, **changes}
+
+
 def files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
             if p.is_file() and "_lreorg" not in p.parts}
@@ -105,7 +116,7 @@ def local_run(micro, image_folder, tmp_path_factory):
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        summary = anonymize_dataset(image_folder, out, KEY, options=DatasetOptions(**OPTIONS),
+        summary = anonymize_dataset(image_folder, out, KEY, options=dataset_options(**OPTIONS),
                                     pipeline=micro, threads=1)
         assert torch.get_num_threads() == 2  # the caller's setting is given back
         entries = manifest_entries(out / "_lreorg" / "manifest.jsonl")
@@ -162,20 +173,21 @@ def test_folder_layout_records_and_no_secrets(local_run, image_folder):
     assert good["epsilon"] == 1.0 and good["epsilon_total"] == 1.0 and good["faces_found"] == 1
     # nothing about the secret or the derived seeds beside the outputs
     text = "\n".join(p.read_text() for p in out.rglob("*.json*"))
-    assert KEY.hex() not in text and "seed\"" not in text.replace("seed_source", "")
+    assert KEY.hex() not in text and all(r.get("seed") is None for r in recs)
+    assert {r.get("seed_source") for r in recs if r["status"] == "anonymized"} == {"derived"}
     assert str(item_seed(KEY, "a/img001.png")) not in text
 
 
 def test_rerun_skips_everything_and_changes_nothing(local_run, image_folder, micro):
     out, _ = local_run
     before = files(out)
-    summary = anonymize_dataset(image_folder, out, KEY, options=DatasetOptions(**OPTIONS),
+    summary = anonymize_dataset(image_folder, out, KEY, options=dataset_options(**OPTIONS),
                                 pipeline=micro)
     assert summary["shards_skipped"] == 6 and summary["shards_done_now"] == 0
     assert files(out) == before
     with pytest.raises(DatasetRunError, match="other settings.*options"):
         anonymize_dataset(image_folder, out, KEY,
-                          options=DatasetOptions(**{**OPTIONS, "samples": 2}), pipeline=micro)
+                          options=dataset_options(**with_(OPTIONS, samples=2)), pipeline=micro)
 
 
 def test_interrupted_driver_resumes_exactly_once(local_run, image_folder, micro, tmp_path):
@@ -192,14 +204,14 @@ def test_interrupted_driver_resumes_exactly_once(local_run, image_folder, micro,
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        anonymize_dataset(image_folder, resumed, KEY, options=DatasetOptions(**OPTIONS),
+        anonymize_dataset(image_folder, resumed, KEY, options=dataset_options(**OPTIONS),
                           pipeline=micro, on_shard=stop_after_two)
     manifest = resumed / "_lreorg" / "manifest.jsonl"
     lines = manifest.read_text().splitlines()
     assert len(lines) == 2 and not (resumed / "records.jsonl").exists()
     manifest.write_text(lines[0] + "\n" + lines[1][:7])  # shard 2: outputs, torn entry
     (resumed / "a" / ".img001.png.tmp-deadbeef").write_bytes(b"half")
-    summary = anonymize_dataset(image_folder, resumed, KEY, options=DatasetOptions(**OPTIONS),
+    summary = anonymize_dataset(image_folder, resumed, KEY, options=dataset_options(**OPTIONS),
                                 pipeline=micro)
     assert summary["shards_skipped"] == 1 and summary["shards_done_now"] == 5
     assert files(resumed) == files(out)
@@ -211,7 +223,7 @@ def test_ray_engine_is_bit_identical_and_survives_a_killed_actor(local_run, imag
     out, _ = local_run
     ray_out = tmp_path / "ray"
     marker = tmp_path / "killed-once"
-    summary = anonymize_dataset(image_folder, ray_out, KEY, options=DatasetOptions(**OPTIONS),
+    summary = anonymize_dataset(image_folder, ray_out, KEY, options=dataset_options(**OPTIONS),
                                 pipeline=micro, engine="ray", actors=1,
                                 _fault={"shard": 1, "marker": str(marker)})
     assert marker.exists()  # an actor really died half-way through shard 1
@@ -242,8 +254,8 @@ def test_parquet_keeps_schema_and_adds_records(micro, tmp_path):
     src = tmp_path / "faces.parquet"
     pq.write_table(table, src, row_group_size=17)  # shards cross row groups
     out = tmp_path / "out"
-    summary = anonymize_dataset(src, out, KEY, options=DatasetOptions(**{**OPTIONS,
-                                                                         "shard_size": 25}),
+    summary = anonymize_dataset(src, out, KEY,
+                                options=dataset_options(**with_(OPTIONS, shard_size=25)),
                                 pipeline=micro, id_column="uid")
     assert summary["anonymized"] == n - 1 and summary["errors"] == 1
     result = pq.read_table(out / "faces.parquet")
@@ -256,7 +268,8 @@ def test_parquet_keeps_schema_and_adds_records(micro, tmp_path):
     img = Image.open(io.BytesIO(row["image"]["bytes"]))
     assert img.size == (32, 32) and row["image"]["bytes"] != _table_images(n)[0]
     rec = json.loads(row[RECORD_COLUMN])
-    assert rec["id"] == "u000" and rec["status"] == "anonymized" and "seed" not in rec["privacy"]
+    assert rec["id"] == "u000" and rec["status"] == "anonymized"
+    assert rec["seed"] is None and rec["seed_source"] == "derived"
     bad = [r for r in records(out) if r["status"] == "error"]
     assert [r["id"] for r in bad] == ["u005"]
     assert not (out / "_lreorg" / "parts").exists() or not any((out / "_lreorg" / "parts")
@@ -272,8 +285,8 @@ def test_saved_hf_dataset_loads_back_with_the_same_features(micro, tmp_path):
     src = tmp_path / "hf"
     ds.save_to_disk(str(src))
     out = tmp_path / "out"
-    summary = anonymize_dataset(src, out, KEY, options=DatasetOptions(**{**OPTIONS,
-                                                                         "shard_size": 20}),
+    summary = anonymize_dataset(src, out, KEY,
+                                options=dataset_options(**with_(OPTIONS, shard_size=20)),
                                 pipeline=micro)
     assert summary["anonymized"] == n and summary["shards"] == 3
     back = datasets.load_from_disk(str(out))
@@ -295,12 +308,12 @@ def test_photos_without_a_face_pass_or_drop(micro, tmp_path):
     Image.fromarray(data.coffee()).save(src / "coffee.png")
     for action in ("pass", "drop"):
         out = tmp_path / action
-        summary = anonymize_dataset(src, out, KEY, options=DatasetOptions(no_face=action),
+        summary = anonymize_dataset(src, out, KEY, options=dataset_options(no_face=action),
                                     pipeline=micro)
         assert summary["anonymized"] == 1 and summary["no_face"] == 1
         recs = {r["id"]: r for r in records(out)}
         assert recs["coffee.png"]["status"] == "no-face"
-        assert recs["astronaut.png"]["faces_found"] == 1
+        assert recs["astronaut.png"]["faces_found"] == recs["astronaut.png"]["faces"] == 1
         if action == "pass":
             assert np.array_equal(np.asarray(Image.open(out / "coffee.png")), data.coffee())
         else:
@@ -342,7 +355,7 @@ def test_a_refused_start_writes_nothing_and_a_corrected_one_runs(micro, image_fo
     bad = PipelineSpec(bundle=str(tmp_path / "no-such-bundle"), backbone=micro.backbone,
                        device="cpu")
     with pytest.raises(ValueError, match="is not a folder with an LReOrg bundle"):
-        anonymize_dataset(image_folder, out, key, options=DatasetOptions(**OPTIONS),
+        anonymize_dataset(image_folder, out, key, options=dataset_options(**OPTIONS),
                           pipeline=bad)
     assert not out.exists() and not asked  # no run.json to be refused against, no key made
     empty = tmp_path / "empty"
@@ -355,7 +368,7 @@ def test_a_refused_start_writes_nothing_and_a_corrected_one_runs(micro, image_fo
         with pytest.raises(ValueError, match=message):
             anonymize_dataset(image_folder, out, key, pipeline=micro, engine="ray", **bad_pool)
     assert not out.exists() and not asked
-    small = DatasetOptions(**{**OPTIONS, "shard_size": 100})
+    small = dataset_options(**with_(OPTIONS, shard_size=100))
     summary = anonymize_dataset(image_folder, out, key, options=small, pipeline=micro)
     assert summary["shards_done_now"] == 3 and asked == [1]
     anonymize_dataset(image_folder, out, key, options=small, pipeline=micro)
@@ -374,7 +387,7 @@ def test_fifos_and_dangling_links_are_recorded_never_opened(micro, tmp_path):
     (tmp_path / "target.png").write_bytes(crops[1])
     (src / "sub" / "loop").symlink_to(src)  # a link to a folder: not followed
     out = tmp_path / "out"
-    summary = anonymize_dataset(src, out, KEY, options=DatasetOptions(**OPTIONS), pipeline=micro)
+    summary = anonymize_dataset(src, out, KEY, options=dataset_options(**OPTIONS), pipeline=micro)
     assert summary["items"] == 4 and summary["anonymized"] == 2 and summary["errors"] == 2
     by_id = {r["id"]: r for r in records(out)}
     assert sorted(by_id) == ["a.png", "gone.png", "linked.png", "pipe.png"]

@@ -64,7 +64,7 @@ def test_demo_builders_are_seeded_and_leave_the_global_rng_alone():
 
 
 def test_backbone_path_env_reaches_from_pretrained(demo_dir, clean_env):
-    from lreorg_hub.pipeline.photos import LReOrgPipeline
+    from lreorg_hub.pipeline import LReOrgPipeline
 
     # The demo bundle's config names a Hub repo that does not exist; the variable wins.
     clean_env.setenv(ENV_PATH, str(demo_dir / "backbone.pt"))
@@ -74,7 +74,7 @@ def test_backbone_path_env_reaches_from_pretrained(demo_dir, clean_env):
 
 def test_backbone_repo_env_reaches_from_pretrained(demo_dir, clean_env):
     from lreorg_hub.backbones import BackboneNotAvailableError
-    from lreorg_hub.pipeline.photos import LReOrgPipeline
+    from lreorg_hub.pipeline import LReOrgPipeline
 
     clean_env.setenv(ENV_REPO, "someone/mirror-of-e4e")
     clean_env.setenv(ENV_FILE, "weights/e4e.pt")

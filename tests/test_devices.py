@@ -103,9 +103,10 @@ def test_every_library_draw_follows_the_generator_rule(tiny_bundle, tiny_backbon
         gia.draw(x[:8], 1.0, (1, 4), "window", torch.Generator().manual_seed(3))
         gia.draw(x[:8], 1.0, (1, 4), "strict")
         LaplaceIdentityAnonymizer(1.0)(x[:4], 1.0)
-        for mechanism in ("window", "strict", "laplace", "k-anonymity"):
-            tiny_bundle.reorganize(torch.randn(2, 4, 16, generator=g), mechanism=mechanism,
-                                   samples=2, seed=4)
+        for draw in ({"mechanism": "window"}, {"mechanism": "strict"},
+                     {"identity": "laplace"}, {"identity": "k-anonymity"}):
+            tiny_bundle.reorganize(torch.randn(2, 4, 16, generator=g), **draw, samples=2,
+                                   seed=4)
         CDFNet(**TINY_CDFNET).reset_parameters(output_std=1e-3)
         generator = tiny_backbone.generator
         codes = sample_mapping_codes(generator, 64)

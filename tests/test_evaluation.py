@@ -17,6 +17,7 @@ from lreorg_hub.evaluation import (ClipImageFeatures, EvalConfig, Evaluator, mar
                                    metrics)
 from lreorg_hub.evaluation.features import InceptionFeatures
 from lreorg_hub.scorers import WeightsUnavailableError
+from lreorg_hub.image.faces import box_iou, still_detected
 
 TINY_CLIP = dict(
     embed_dim=32,
@@ -50,20 +51,19 @@ def test_recognizer_that_sees_through_the_method_gives_psr_zero():
 def test_detection_rate_and_box_matching():
     assert metrics.detection_rate([True, True, False, True]) == 0.75
     assert metrics.detection_rate([]) is None
-    assert metrics.box_iou([0, 0, 10, 10], [5, 0, 15, 10]) == pytest.approx(50 / 150)
-    assert metrics.face_detected([0, 0, 10, 10], [[100, 100, 110, 110], [1, 1, 10, 10]], 0.5)
-    assert not metrics.face_detected([0, 0, 10, 10], [[100, 100, 110, 110]], 0.1)
+    assert box_iou([[0, 0, 10, 10]], [[5, 0, 15, 10]])[0, 0] == pytest.approx(50 / 150)
+    iou = box_iou([[0, 0, 10, 10]], [[100, 100, 110, 110], [1, 1, 10, 10]])
+    assert iou.shape == (1, 2) and iou[0, 0] == 0 and iou[0, 1] == pytest.approx(0.81)
 
 
 def test_an_output_without_a_face_lowers_detection_by_its_share(eval_pipeline, small_astronaut):
     astronaut = small_astronaut
     detector = eval_pipeline.detector
-    (box, _, _), = detector.locate(astronaut)
+    (face,) = detector.locate(astronaut)
     faceless = astronaut.copy()
-    faceless.paste((128, 128, 128), [int(v) for v in box])  # the face painted over
+    faceless.paste((128, 128, 128), [int(v) for v in face.box])  # the face painted over
     outputs = [astronaut, astronaut, faceless, astronaut]
-    flags = [metrics.face_detected(box.tolist(), [b.tolist() for b, _, _ in
-                                                  detector.locate(o)], 0.3) for o in outputs]
+    flags = [still_detected(detector, o, face.box, 0.3) for o in outputs]
     assert flags == [True, True, False, True]
     assert metrics.detection_rate(flags) == 0.75  # exactly one output in four lost
 
@@ -123,7 +123,7 @@ def eval_pipeline(photo_bundle, tiny_backbone):
     """The tiny pipeline (bundle, backbone and style-mix groups) with a detector that skips the
     small pyramid scales (speed: the photos below are 256 px, the astronaut's face ~45 px)."""
     from lreorg_hub.image.faces import FaceDetector
-    from lreorg_hub.pipeline.photos import LReOrgPipeline
+    from lreorg_hub.pipeline import LReOrgPipeline
     from lreorg_hub.demo import build_demo_style_mix
 
     style_mix = build_demo_style_mix(tiny_backbone, seed=0, num_groups=8, num_members=64,

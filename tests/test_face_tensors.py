@@ -21,8 +21,8 @@ def astronaut() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def landmarks(astronaut) -> np.ndarray:
-    (_, points, _), = FaceDetector().locate(astronaut)
-    return points
+    (face,) = FaceDetector().locate(astronaut)
+    return face.landmarks
 
 
 def gray_level_diff(ours: Image.Image, reference: Image.Image) -> tuple[int, float]:

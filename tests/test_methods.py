@@ -8,7 +8,8 @@ from lreorg_hub import cli
 from lreorg_hub.image.baselines import BASELINES
 from lreorg_hub.pipeline.registry import MAX_SAMPLES
 from lreorg_hub.pipeline.registry import METHODS
-from lreorg_hub.pipeline.options import (ProtectOptions, check_faces, check_method, check_output_size)
+from lreorg_hub.pipeline.options import (Limits, ProtectOptions, check_faces, check_method,
+                                         check_output_size)
 
 
 def test_registry_names_kinds_and_labels():
@@ -29,43 +30,45 @@ def test_registry_names_kinds_and_labels():
 
 
 def test_defaults_are_resolved_per_method():
-    opts = ProtectOptions().validate("lreorg")
+    opts = ProtectOptions(method="lreorg").validate()
     assert opts.anonymize == ("identity",)
     assert opts.recover == ("gender", "age", "expression", "makeup")
     assert opts.mechanism == "window" and opts.samples == 1 and opts.epsilon is None
-    assert ProtectOptions(anonymize="gender").validate("lreorg").recover == (
+    assert ProtectOptions(method="lreorg", anonymize="gender").validate().recover == (
         "age", "expression", "makeup")            # the default never clashes with a choice
-    assert ProtectOptions().validate("style-mix").recover is None
-    assert ProtectOptions().validate("k-anonymity").samples is None
-    assert ProtectOptions().validate("blur").strength == 0.1
-    assert ProtectOptions().validate("mask").strength == 1.0
-    assert ProtectOptions(recover=[]).validate("lreorg").recover == ()
-    assert ProtectOptions(epsilon=math.inf).validate("lreorg").epsilon == math.inf
+    assert ProtectOptions(method="style-mix").validate().recover is None
+    assert ProtectOptions(method="k-anonymity").validate().samples is None
+    assert ProtectOptions(method="blur").validate().strength == 0.1
+    assert ProtectOptions(method="mask").validate().strength == 1.0
+    assert ProtectOptions(method="lreorg", recover=[]).validate().recover == ()
+    assert ProtectOptions(method="lreorg", epsilon=math.inf).validate().epsilon == math.inf
 
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_validation_is_idempotent(method):
-    once = ProtectOptions().validate(method)
-    assert once.validate(method) == once
+    once = ProtectOptions(method=method).validate()
+    assert once.validate() == once
 
 
 def test_for_method_drops_what_does_not_apply():
     opts = ProtectOptions(epsilon=2.0, seed=4, samples=3, strength=0.3, rank_window=(2, 5),
                           mechanism="strict", recover="age")
-    assert opts.for_method("blur") == ProtectOptions(strength=0.3)
-    assert opts.for_method("k-anonymity") == ProtectOptions(recover="age")
+    assert opts.for_method("blur") == ProtectOptions(method="blur", strength=0.3)
+    assert opts.for_method("k-anonymity") == ProtectOptions(method="k-anonymity", recover="age")
     assert opts.for_method("style-mix") == ProtectOptions(
-        epsilon=2.0, seed=4, samples=3, rank_window=(2, 5), mechanism="strict")
+        method="style-mix", epsilon=2.0, seed=4, samples=3, rank_window=(2, 5),
+        mechanism="strict")
     for method in METHODS:
-        opts.for_method(method).validate(method)      # always valid for its method
+        opts.for_method(method).validate()      # always valid for its method
     assert ProtectOptions(anonymize="gender", epsilon=1.0).for_method("lreorg") == \
-        ProtectOptions(anonymize="gender")
+        ProtectOptions(method="lreorg", anonymize="gender")
 
 
 @pytest.mark.parametrize("method, options, message", [
     ("lreorg", dict(epsilon=-0.5), r"epsilon must be >= 0 \(the privacy budget\), got -0.5"),
     ("lreorg", dict(epsilon=float("nan")), "epsilon must be >= 0"),
-    ("lreorg", dict(epsilon="lots"), "epsilon must be a number >= 0, got 'lots'"),
+    ("lreorg", dict(epsilon="lots"), r"epsilon must be a number >= 0 \(the privacy budget\), "
+                                   r"got 'lots'"),
     ("lreorg", dict(epsilon=True), "epsilon must be a number"),
     ("laplace", dict(epsilon=0), "the Laplace mechanism needs epsilon > 0"),
     ("lreorg", dict(rank_window=(5, 2)), r"rank_window \(a=5, b=2\) is empty"),
@@ -95,37 +98,41 @@ def test_for_method_drops_what_does_not_apply():
     ("k-anonymity", dict(seed=1, samples=2), "seed, samples do not apply to method "
                                              "'k-anonymity'; it takes: anonymize, recover"),
     ("lreorg", dict(strength=0.5), "strength does not apply to method 'lreorg'"),
-    ("blur", dict(strength=1e9), r"strength for blur must be in \(0, 1\] \(σ as a fraction"),
-    ("pixelate", dict(strength=1000), r"strength for pixelate must be in \(0, 1\]"),
-    ("mask", dict(strength=1.5), r"strength for mask must be in \(0, 1\] \(opacity\)"),
-    ("blur", dict(strength=0), r"strength for blur must be in \(0, 1\]"),
-    ("blur", dict(strength=float("inf")), "strength must be a finite number"),
-    ("pixelate", dict(strength="big"), "strength must be a finite number, got 'big'"),
+    ("blur", dict(strength=1e9),
+     r"strength for blur must be a number in \(0, 1\] \(σ as a fraction"),
+    ("pixelate", dict(strength=1000), r"strength for pixelate must be a number in \(0, 1\]"),
+    ("mask", dict(strength=1.5), r"strength for mask must be a number in \(0, 1\] \(opacity\)"),
+    ("blur", dict(strength=0), r"strength for blur must be a number in \(0, 1\]"),
+    ("blur", dict(strength=float("inf")), r"strength for blur must be a number in \(0, 1\]"),
+    ("pixelate", dict(strength="big"),
+     r"strength for pixelate must be a number in \(0, 1\] .*, got 'big'"),
     ("blur", dict(seed=3), "seed does not apply to method 'blur'; it takes: strength"),
     ("mask", dict(anonymize="identity"), "anonymize does not apply to method 'mask'"),
 ])
 def test_bad_options_are_one_clear_sentence(method, options, message):
     with pytest.raises(ValueError, match=message) as info:
-        ProtectOptions(**options).validate(method)
+        ProtectOptions(method=method, **options).validate()
     assert "\n" not in str(info.value)
 
 
 def test_limits_of_the_loaded_weights():
     with pytest.raises(ValueError, match=r"rank_window \(a=2, b=9\) must lie within 1..8"):
-        ProtectOptions(rank_window=(2, 9)).validate("lreorg", num_groups=8)
+        ProtectOptions(method="lreorg", rank_window=(2, 9)).validate(num_groups=8)
     with pytest.raises(ValueError, match=r"style rows \[2, 12\) go past the code's 10 W\+ rows"):
-        ProtectOptions(style_rows=(2, 12)).validate("style-mix", num_rows=10)
+        ProtectOptions(method="style-mix", style_rows=(2, 12)).validate(num_rows=10)
     with pytest.raises(ValueError, match="unknown keyword 'makeup'; valid keywords: identity, "
                                          "gender"):
-        ProtectOptions(anonymize="makeup").validate("lreorg", keywords=["identity", "gender"])
+        ProtectOptions(method="lreorg", anonymize="makeup").validate(
+            keywords=["identity", "gender"])
     # the default recovery keeps only the keywords the bundle has
-    assert ProtectOptions().validate("lreorg", keywords=["identity", "age"]).recover == ("age",)
+    assert ProtectOptions(method="lreorg").validate(
+        keywords=["identity", "age"]).recover == ("age",)
 
 
 def test_method_faces_and_output_size_checks():
     with pytest.raises(ValueError, match="method must be one of lreorg, style-mix, laplace"):
         check_method("swirl")
-    assert check_faces(None) is None and check_faces([2, 0, 2]) == [2, 0]
+    assert check_faces(None) is None and check_faces([2, 0, 2]) == (2, 0)
     for faces, message in [([], "no face selected"), ([-1], "face indices count from 0"),
                            ([0.5], "a face index must be an integer"),
                            ("0", "faces must be a list of face indices"),
@@ -138,3 +145,21 @@ def test_method_faces_and_output_size_checks():
                           (True, "output size must be an integer")]:
         with pytest.raises(ValueError, match=message):
             check_output_size(size, 1024)
+
+
+def test_surface_limits_and_call_options():
+    app = Limits(max_samples=8, max_epsilon=10.0)
+    with pytest.raises(ValueError, match="samples must be in 1..8"):
+        ProtectOptions(method="lreorg", samples=9).validate(limits=app)
+    with pytest.raises(ValueError, match="epsilon must be at most 10 here"):
+        ProtectOptions(method="lreorg", epsilon=11).validate(limits=app)
+    with pytest.raises(ValueError, match="choose a method"):
+        ProtectOptions().validate()
+    assert ProtectOptions().validate(default_method="style-mix").method == "style-mix"
+    assert ProtectOptions(method="lreorg").validate().small_faces == "blur"
+    for options, message in [
+            (dict(method="blur", aligned=True), "works on whole photos, not on aligned crops"),
+            (dict(aligned=True, faces=[0]), "faces cannot be chosen for an aligned crop"),
+            (dict(small_faces="hide"), "small_faces must be one of blur, mask, keep")]:
+        with pytest.raises(ValueError, match=message):
+            ProtectOptions(**{"method": "lreorg", **options}).validate()

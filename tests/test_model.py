@@ -18,11 +18,16 @@ def codes(gen):
     return torch.randn(N, L, D, generator=gen)
 
 
+#: Every way the bundle replaces the identity key feature.
+IDENTITY_DRAWS = [dict(identity="gia", mechanism="window"), dict(identity="gia", mechanism="strict"),
+                  dict(identity="laplace"), dict(identity="k-anonymity")]
+
 def test_nothing_to_do_returns_the_codes_unchanged(tiny_bundle, codes):
     result = tiny_bundle.reorganize(codes, anonymize=[], recover=[], seed=0, samples=2)
     assert result.anonymized.shape == (2, N, L, D)
     assert torch.equal(result.anonymized[0], codes) and torch.equal(result.recovered[1], codes)
-    assert result.record.mechanism == "none" and result.record.epsilon is None
+    assert result.record.identity == "none" and result.record.mechanism is None
+    assert result.record.epsilon is None
 
 
 def test_w_codes_are_accepted(tiny_bundle, gen):
@@ -101,10 +106,11 @@ def test_no_seed_draws_from_os_entropy(tiny_bundle, codes):
     assert not torch.equal(a.anonymized, b.anonymized)
 
 
-@pytest.mark.parametrize("mechanism, epsilon", [("laplace", 1.0), ("k-anonymity", None)])
-def test_latent_baselines_run_through_the_same_api(tiny_bundle, codes, mechanism, epsilon):
-    result = tiny_bundle.reorganize(codes, mechanism=mechanism, epsilon=1.0, seed=0)
-    assert result.record.mechanism == mechanism and result.record.epsilon == epsilon
+@pytest.mark.parametrize("identity, epsilon", [("laplace", 1.0), ("k-anonymity", None)])
+def test_latent_baselines_run_through_the_same_api(tiny_bundle, codes, identity, epsilon):
+    result = tiny_bundle.reorganize(codes, identity=identity, epsilon=1.0, seed=0)
+    assert result.record.identity == identity and result.record.mechanism is None
+    assert result.record.epsilon == epsilon
     assert not torch.equal(result.anonymized[0], codes)
 
 
@@ -114,9 +120,10 @@ def test_latent_baselines_run_through_the_same_api(tiny_bundle, codes, mechanism
     (dict(epsilon=-1), "epsilon must be >= 0"),
     (dict(rank_window=(4, 2)), "is empty"),
     (dict(rank_window=(2, 99)), "within 1..8"),
-    (dict(mechanism="gaussian"), "mechanism must be one of window, strict, laplace"),
-    (dict(samples=0), "samples must be a positive integer"),
-    (dict(seed=-3), "seed must be a non-negative integer"),
+    (dict(mechanism="laplace"), "mechanism must be one of window, strict, got 'laplace'"),
+    (dict(identity="gaussian"), "identity must be one of gia, laplace, k-anonymity"),
+    (dict(samples=0), "samples must be in 1.."),
+    (dict(seed=-3), r"seed must be in 0..18446744073709551615 \(2\*\*64 - 1\), got -3"),
 ])
 def test_bad_arguments_are_clear_errors(tiny_bundle, codes, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -142,9 +149,9 @@ def test_save_and_load_reproduce_bit_identical_outputs(tiny_bundle, codes, tmp_p
         "README.md", "config.json", "model.safetensors"]
     loaded = LReOrg.from_pretrained(tmp_path / "bundle")
     assert not loaded.training
-    for mechanism in ("window", "strict", "laplace", "k-anonymity"):
-        a = tiny_bundle.reorganize(codes, mechanism=mechanism, seed=5, samples=2)
-        b = loaded.reorganize(codes, mechanism=mechanism, seed=5, samples=2)
+    for draw in IDENTITY_DRAWS:
+        a = tiny_bundle.reorganize(codes, **draw, seed=5, samples=2)
+        b = loaded.reorganize(codes, **draw, seed=5, samples=2)
         assert torch.equal(a.anonymized, b.anonymized) and torch.equal(a.recovered, b.recovered)
     for key, value in tiny_bundle.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
@@ -219,16 +226,14 @@ def test_load_honours_device_and_dtype(tiny_bundle, tmp_path):
     assert loaded.keyword_embeddings.dtype == torch.float32
 
 
-@pytest.mark.parametrize("mechanism", ["window", "strict", "laplace", "k-anonymity"])
-def test_many_photos_in_one_pass_equal_one_call_per_photo(tiny_bundle, gen, mechanism):
+@pytest.mark.parametrize("draw", IDENTITY_DRAWS, ids=lambda d: "-".join(d.values()))
+def test_many_photos_in_one_pass_equal_one_call_per_photo(tiny_bundle, gen, draw):
     photos = [torch.randn(n, L, D, generator=gen) for n in (1, 3, 2)]
     seeds = [11, 12, 13]
-    many = tiny_bundle.reorganize_many(photos, seeds, epsilon=1.0, mechanism=mechanism,
-                                       samples=3)
+    many = tiny_bundle.reorganize_many(photos, seeds, epsilon=1.0, **draw, samples=3)
     assert len(many) == 3
     for codes, seed, got in zip(photos, seeds, many):
-        one = tiny_bundle.reorganize(codes, epsilon=1.0, mechanism=mechanism, seed=seed,
-                                     samples=3)
+        one = tiny_bundle.reorganize(codes, epsilon=1.0, **draw, seed=seed, samples=3)
         assert got.recovered.shape == one.recovered.shape == (3, codes.shape[0], L, D)
         # each photo keeps its own draw; only float rounding of the larger batch differs
         torch.testing.assert_close(got.anonymized, one.anonymized, atol=1e-5, rtol=1e-5)
@@ -238,8 +243,8 @@ def test_many_photos_in_one_pass_equal_one_call_per_photo(tiny_bundle, gen, mech
         for k, v in got.information_loss.items():
             torch.testing.assert_close(v, one.information_loss[k], atol=1e-5, rtol=1e-4)
     # photos with different seeds get different draws even with the same codes
-    same = tiny_bundle.reorganize_many([photos[1], photos[1]], [1, 2], mechanism=mechanism)
-    if mechanism != "k-anonymity":  # deterministic
+    same = tiny_bundle.reorganize_many([photos[1], photos[1]], [1, 2], **draw)
+    if draw["identity"] != "k-anonymity":  # deterministic
         assert not torch.equal(same[0].anonymized, same[1].anonymized)
     with pytest.raises(ValueError, match="3 code tensors but 2 seeds"):
         tiny_bundle.reorganize_many(photos, [1, 2])

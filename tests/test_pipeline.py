@@ -14,8 +14,8 @@ from skimage import data
 from lreorg_hub.backbones import BackboneSource
 from lreorg_hub.image.faces import FaceDetector, paste_mask
 from lreorg_hub.bundle import DEFAULT_BACKBONE
-from lreorg_hub.pipeline.photos import LReOrgPipeline
-from lreorg_hub.pipeline.results import NoFaceError
+from lreorg_hub.pipeline import LReOrgPipeline
+from lreorg_hub.pipeline import NoFaceError, ProtectOptions
 
 
 def outside_and_inside(photo, face_transform, feather=0.1):
@@ -33,19 +33,25 @@ def test_photo_goes_through_every_stage(pipeline, astronaut, astronaut_face):
     assert result.image.size == astronaut.size and result.image.mode == "RGB"
     assert list(result.timings) == ["load", "detect", "align", "encode", "reorganize",
                                     "generate", "paste"]
+    assert len(result.images) == 3 and result.anonymized_image.size == astronaut.size
     (face,) = result.faces
     assert face.aligned.size == (64, 64) and face.recovered.size == (64, 64)
-    assert len(face.diverse) == 3 and face.anonymized is not None
+    assert len(face.samples) == 3 and face.anonymized is not None
     assert np.allclose(face.box, astronaut_face.box)
     outside, inside = outside_and_inside(astronaut, astronaut_face.transform)
     before, after = np.asarray(astronaut), np.asarray(result.image)
     assert np.array_equal(before[outside], after[outside])        # the rest is untouched
     assert np.abs(before[inside].astype(int) - after[inside]).mean() > 20  # the face changed
+    assert face.detection.score > 0.9 and face.transform.size == 64 and face.index == 0
     rec = result.record
-    assert rec["method"] == "lreorg" and rec["mechanism"] == "window"
-    assert rec["anonymize"] == ["identity"]
-    assert rec["recover"] == ["gender", "age", "expression", "makeup"]
-    assert rec["seed"] == 0 and rec["faces_processed"] == [0]
+    assert rec.method == "lreorg" and (rec.identity, rec.mechanism) == ("gia", "window")
+    assert rec.anonymize == ["identity"]
+    assert rec.recover == ["gender", "age", "expression", "makeup"]
+    assert rec.seed == 0 and (rec.faces, rec.faces_found, rec.faces_covered) == (1, 1, {})
+    # every sample's photo is the paste of that sample's crop, nothing else changes
+    for image in result.images[1:]:
+        assert np.array_equal(np.asarray(image)[outside], before[outside])
+    assert not np.array_equal(np.asarray(result.images[1]), after)
 
 
 def test_same_seed_reproduces_and_seeds_differ(pipeline, astronaut):
@@ -53,13 +59,13 @@ def test_same_seed_reproduces_and_seeds_differ(pipeline, astronaut):
     b = pipeline(astronaut, seed=5, samples=2)
     assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
     assert all(np.array_equal(np.asarray(x), np.asarray(y))
-               for x, y in zip(a.faces[0].diverse, b.faces[0].diverse))
+               for x, y in zip(a.faces[0].samples, b.faces[0].samples))
     c = pipeline(astronaut, seed=6, samples=2)
-    assert not np.array_equal(np.asarray(a.faces[0].diverse[0]),
-                              np.asarray(c.faces[0].diverse[0]))
+    assert not np.array_equal(np.asarray(a.faces[0].samples[0]),
+                              np.asarray(c.faces[0].samples[0]))
     # diverse samples of one call differ from each other
-    assert not np.array_equal(np.asarray(a.faces[0].diverse[0]),
-                              np.asarray(a.faces[0].diverse[1]))
+    assert not np.array_equal(np.asarray(a.faces[0].samples[0]),
+                              np.asarray(a.faces[0].samples[1]))
 
 
 def test_no_face_is_a_readable_error(pipeline):
@@ -71,7 +77,7 @@ def test_face_selection(pipeline, astronaut):
     with pytest.raises(ValueError, match=r"face index 3 is out of range: 1 face\(s\) were "
                                          r"found, numbered 0..0"):
         pipeline(astronaut, faces=[3], seed=0)
-    assert pipeline(astronaut, faces=[0], seed=0).record["faces_processed"] == [0]
+    assert pipeline(astronaut, faces=[0], seed=0).record.faces == 1
 
 
 def test_aligned_input_skips_detection(pipeline, astronaut_face):
@@ -87,10 +93,10 @@ def test_aligned_input_skips_detection(pipeline, astronaut_face):
 def test_image_baselines_run_through_the_same_interface(pipeline, astronaut, astronaut_face,
                                                         method):
     result = pipeline(astronaut, method=method)
-    assert result.record["method"] == method and "no formal guarantee" in \
-        result.record["guarantee"]
-    assert result.record["seed"] is None and result.record["seed_source"] == "none"
-    assert result.record["epsilon"] is None and result.record["strength"] > 0
+    assert result.record.method == method and "no formal guarantee" in \
+        result.record.guarantee
+    assert result.record.seed is None and result.record.seed_source == "none"
+    assert result.record.epsilon is None and result.record.extra["strength"] > 0
     before, after = np.asarray(astronaut), np.asarray(result.image)
     x0, y0, x1, y1 = (int(v) for v in astronaut_face.box)
     assert not np.array_equal(before[y0:y1, x0:x1], after[y0:y1, x0:x1])
@@ -101,7 +107,8 @@ def test_image_baselines_run_through_the_same_interface(pipeline, astronaut, ast
 @pytest.mark.parametrize("method, options", [("laplace", {"seed": 0}), ("k-anonymity", {})])
 def test_latent_baselines_run_through_the_same_interface(pipeline, astronaut, method, options):
     result = pipeline(astronaut, method=method, **options)
-    assert result.record["method"] == method and result.record["mechanism"] == method
+    assert result.record.method == method and result.record.identity == method
+    assert result.record.mechanism is None
 
 
 def test_bad_method_and_mechanism(pipeline, astronaut):
@@ -120,7 +127,7 @@ def test_outputs_carry_no_metadata_from_the_upload(pipeline, astronaut):
     astronaut.save(upload, format="JPEG", exif=exif.tobytes(), quality=95)
     result = pipeline(upload.getvalue(), seed=0)
     images = [result.image, result.faces[0].aligned, result.faces[0].recovered,
-              *result.faces[0].diverse]
+              *result.faces[0].samples]
     for img in images:
         assert not img.info and not img.getexif()
         for fmt in ("JPEG", "WEBP"):
@@ -190,7 +197,7 @@ def test_available_methods_follow_what_is_loaded(pipeline, style_mix_pipeline, p
                                         "blur", "pixelate", "mask"]
     with pytest.raises(ValueError, match="method 'lreorg' needs an LReOrg bundle and a backbone"
                                          ".*this pipeline can run: style-mix, blur"):
-        style_mix_pipeline.check("lreorg")
+        style_mix_pipeline.check(ProtectOptions(method="lreorg"))
     with pytest.raises(ValueError, match="choose a method: .* only blur, pixelate, mask"):
         LReOrgPipeline(device="cpu").check()
 
@@ -200,19 +207,19 @@ def test_style_mix_runs_through_the_same_call(style_mix_pipeline, astronaut, ast
     assert list(result.timings) == ["load", "detect", "align", "encode", "style-mix",
                                     "generate", "paste"]
     rec = result.record
-    assert rec["method"] == "style-mix"
-    assert rec["method_label"] == "style-mix (training-free baseline)"
-    assert "Training-free baseline (style-mix)" in rec["guarantee"]
-    assert rec["anonymize"] == ["identity"] and rec["recover"] == []
-    assert rec["extra"]["style_rows"] == [2, 4] and rec["samples"] == 2
-    assert rec["epsilon"] == 2.0 and rec["mechanism"] == "window"
-    assert rec["epsilon_total"] == 4.0 and rec["seed"] == 3 and rec["warnings"]
-    assert rec["description"].startswith("Method: style-mix (training-free baseline).")
+    assert rec.method == "style-mix" and rec.identity == "style-mix"
+    assert rec.method_label == "style-mix (training-free baseline)"
+    assert "Training-free baseline (style-mix)" in rec.guarantee
+    assert rec.anonymize == ["identity"] and rec.recover == []
+    assert rec.extra["style_rows"] == [2, 4] and rec.samples == 2
+    assert rec.epsilon == 2.0 and rec.mechanism == "window"
+    assert rec.epsilon_total == 4.0 and rec.seed == 3 and rec.warnings
+    assert rec.describe().startswith("Method: style-mix (training-free baseline).")
     assert "Identity anonymized by style-mix (training-free baseline: W+ rows [2, 4)" in \
-        rec["description"] and "the group sampler (GIA" not in rec["description"]
-    assert "rows [2, 4)" in rec["scope"]
+        rec.describe() and "the group sampler (GIA" not in rec.describe()
+    assert "rows [2, 4)" in rec.scope
     face = result.faces[0]
-    assert len(face.diverse) == 2 and face.anonymized is face.recovered
+    assert len(face.samples) == 2 and face.anonymized is face.recovered
     outside, inside = outside_and_inside(astronaut, astronaut_face.transform)
     before, after = np.asarray(astronaut), np.asarray(result.image)
     assert np.array_equal(before[outside], after[outside])
@@ -220,8 +227,8 @@ def test_style_mix_runs_through_the_same_call(style_mix_pipeline, astronaut, ast
     assert np.array_equal(np.asarray(again.image), after)            # same seed, same photo
     # the default method of a style-mix-only pipeline is style-mix; OS-entropy seeds stay secret
     secret = style_mix_pipeline(astronaut).record
-    assert secret["method"] == "style-mix"
-    assert secret["seed"] is None and secret["seed_source"] == "os-entropy"
+    assert secret.method == "style-mix"
+    assert secret.seed is None and secret.seed_source == "os-entropy"
 
 
 def test_style_mix_changes_only_the_chosen_rows_of_the_code(style_mix_pipeline, style_mix,
@@ -235,7 +242,7 @@ def test_style_mix_changes_only_the_chosen_rows_of_the_code(style_mix_pipeline, 
     assert out.recovered.shape == (1, 1, 10, 32) and out.anonymized is None
     assert torch.equal(out.recovered[0, :, :1], codes[:, :1])
     assert torch.equal(out.recovered[0, :, 3:], codes[:, 3:])
-    assert out.record["extra"]["style_rows"] == [1, 3]
+    assert out.record.extra["style_rows"] == [1, 3]
 
 
 def test_keywords_the_loaded_weights_serve(pipeline, style_mix_pipeline, tiny_backbone):
@@ -261,13 +268,13 @@ def test_keywords_the_loaded_weights_serve(pipeline, style_mix_pipeline, tiny_ba
     assert support.unavailable["age"] == "the bundle has no condition embedding for it"
     with pytest.raises(ValueError, match="cannot anonymize 'identity' with this bundle: the "
                                          "identity anonymizer .* is not fitted"):
-        pipe.check("lreorg")
+        pipe.check(pipe_options(method="lreorg"))
     with pytest.raises(ValueError, match="cannot anonymize 'gender' with this bundle: the "
                                          "'gender' attribute anonymizer"):
-        pipe.check("laplace", pipe_options(anonymize="identity,gender"))
+        pipe.check(pipe_options(method="laplace", anonymize="identity,gender"))
     with pytest.raises(ValueError, match="unknown keyword 'age'; valid keywords: identity, "
                                          "gender"):
-        pipe.check("lreorg", pipe_options(recover="age"))
+        pipe.check(pipe_options(method="lreorg", recover="age"))
 
 
 def pipe_options(**kwargs):
@@ -283,8 +290,9 @@ def test_every_option_is_checked_before_the_photo_is_read(pipeline, tmp_path):
         (dict(epsilon=-1), "epsilon must be >= 0"),
         (dict(samples=1000), r"samples must be in 1..16"),
         (dict(rank_window=(2, 9)), r"rank_window \(a=2, b=9\) must lie within 1..8"),
-        (dict(method="blur", strength=1e9), r"strength for blur must be in \(0, 1\]"),
-        (dict(method="pixelate", strength=1000), r"strength for pixelate must be in \(0, 1\]"),
+        (dict(method="blur", strength=1e9), r"strength for blur must be a number in \(0, 1\]"),
+        (dict(method="pixelate", strength=1000),
+         r"strength for pixelate must be a number in \(0, 1\]"),
         (dict(method="blur", epsilon=1.0), "epsilon does not apply to method 'blur'"),
         (dict(method="blur", aligned=True), "works on whole photos, not on aligned crops"),
         (dict(seed=-3), r"seed must be in 0..18446744073709551615"),
@@ -304,7 +312,7 @@ def test_options_object_and_separate_arguments_are_one_or_the_other(pipeline, as
     a = pipeline(astronaut, options=ProtectOptions(seed=9, recover=""))
     b = pipeline(astronaut, seed=9, recover="")
     assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
-    assert a.record["recover"] == []
+    assert a.record.recover == []
 
 
 def test_pipeline_settings_are_checked(tiny_backbone):

@@ -8,8 +8,9 @@ import secrets
 import pytest
 import torch
 
-from lreorg_hub.privacy import NO_DP_NOTE, OS_ENTROPY_NOTE, USER_SEED_WARNING, PrivacyRecord
-from lreorg_hub.method.rng import make_generator
+from lreorg_hub.privacy import (DERIVED_SEED_NOTE, NO_DP_NOTE, OS_ENTROPY_NOTE,
+                                USER_SEED_WARNING, PrivacyRecord)
+from lreorg_hub.method.rng import SecretSeed, make_generator
 
 # A recognisable value the patched OS entropy returns, so tests can look for it in outputs.
 SECRET = 7_364_019_283_746_551
@@ -22,8 +23,9 @@ def known_entropy(monkeypatch):
 
 
 def _record(**overrides):
-    args = dict(anonymize=["identity"], recover=["gender"], mechanism="window", epsilon=1.0,
-                rank_window=[2, 5], seed=None, seed_source="os-entropy", samples=1)
+    args = dict(method="lreorg", anonymize=["identity"], recover=["gender"], identity="gia",
+                mechanism="window", epsilon=1.0, rank_window=[2, 5], seed=None,
+                seed_source="os-entropy", samples=1)
     return PrivacyRecord(**{**args, **overrides})
 
 
@@ -74,8 +76,8 @@ def test_infinite_epsilon_says_no_dp_guarantee_holds():
 
 
 def test_deterministic_methods_have_no_budget_and_no_seed_warning():
-    rec = _record(mechanism="k-anonymity", epsilon=None, rank_window=None, seed=3,
-                  seed_source="user")
+    rec = _record(method="k-anonymity", identity="k-anonymity", mechanism=None, epsilon=None,
+                  rank_window=None, seed=3, seed_source="user")
     assert rec.epsilon_total is None and rec.warnings == []
     assert "no ε-DP" in rec.guarantee and "k-anonymity baseline" in rec.describe()
 
@@ -111,7 +113,7 @@ def test_pipeline_and_cli_outputs_carry_no_os_entropy_seed(pipeline, astronaut, 
     from lreorg_hub.cli import main
 
     result = pipeline(astronaut, samples=2, epsilon=1.0)
-    assert result.record["seed"] is None and result.record["epsilon_total"] == 2.0
+    assert result.record.seed is None and result.record.epsilon_total == 2.0
     assert str(SECRET) not in json.dumps(result.to_dict())
 
     photo_bundle.save_pretrained(tmp_path / "bundle")
@@ -131,5 +133,34 @@ def test_pipeline_and_cli_outputs_carry_no_os_entropy_seed(pipeline, astronaut, 
 
 def test_record_round_trips_through_its_dict():
     rec = _record(epsilon=math.inf, samples=2, seed=9, seed_source="user")
-    back = PrivacyRecord.from_dict({**rec.to_dict(), "method": "lreorg"})
+    back = PrivacyRecord.from_dict({**rec.to_dict(), "id": "not a record field"})
     assert back == rec and back.describe() == rec.describe()
+
+
+def test_derived_seed_is_used_but_never_recorded(tiny_bundle):
+    """A seed derived from a secret (a dataset's key, a video's run secret) draws like any seed
+    but is recorded as its rule only, never as a value, not even in a repr or an f-string."""
+    codes = torch.randn(2, 4, 16, generator=torch.Generator().manual_seed(0))
+    secret = SecretSeed(SECRET)
+    result = tiny_bundle.reorganize(codes, samples=2, seed=secret)
+    rec = result.record
+    assert (rec.seed, rec.seed_source) == (None, "derived") and rec.warnings == []
+    assert DERIVED_SEED_NOTE in rec.describe()
+    shown = json.dumps(rec.to_dict()) + rec.describe() + repr(rec) + repr(secret) + f"{secret}"
+    assert str(SECRET) not in shown
+    plain = tiny_bundle.reorganize(codes, samples=2, seed=SECRET)  # the same coins
+    assert torch.equal(plain.anonymized, result.anonymized)
+
+
+def test_public_record_holds_counts_not_detections(pipeline, astronaut):
+    """What may be published: method, keywords, ε and total, seed rule, guarantee and face
+    counts; the detector's boxes and scores and the CDFNet diagnostics are private."""
+    result = pipeline(astronaut, seed=3)
+    public = result.record.to_dict()
+    assert public["faces"] == 1 and public["faces_found"] == 1 and public["faces_covered"] == {}
+    text = json.dumps(public)
+    for private in ("box", "score", "information_loss", "landmarks"):
+        assert private not in text
+    assert result.diagnostics["faces"][0]["box"] == result.faces[0].box
+    assert 0 < result.diagnostics["faces"][0]["score"] <= 1
+    assert set(result.diagnostics["information_loss"]) >= {"anonymize:identity"}

@@ -57,7 +57,7 @@ def test_public_api_leaves_the_global_rng_alone(global_rng_untouched, photo_bund
                                                tiny_backbone, astronaut, tmp_path):
     from conftest import build_tiny_bundle
     from lreorg_hub.demo import build_demo_backbone, build_demo_bundle
-    from lreorg_hub.pipeline.photos import LReOrgPipeline
+    from lreorg_hub.pipeline import LReOrgPipeline
     from lreorg_hub.training.fitting import fit_identity_anonymizer
 
     # A new pipeline, so building its face detector is inside the check too.
@@ -68,8 +68,9 @@ def test_public_api_leaves_the_global_rng_alone(global_rng_untouched, photo_bund
     codes = torch.randn(3, 4, 16, generator=torch.Generator().manual_seed(2))
     w_codes = torch.randn(256, 1, 16, generator=torch.Generator()).expand(-1, 4, -1)
     fit_identity_anonymizer(model, w_codes)              # no generator: OS entropy
-    for mechanism in ("window", "strict", "laplace", "k-anonymity"):
-        model.reorganize(codes, mechanism=mechanism, samples=2)
+    for draw in ({"mechanism": "window"}, {"mechanism": "strict"}, {"identity": "laplace"},
+                 {"identity": "k-anonymity"}):
+        model.reorganize(codes, **draw, samples=2)
     pipeline(astronaut, samples=2)
     pipeline(astronaut, method="blur")
     backbone = build_demo_backbone(0, size=32, latent_samples=16)

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..method import keywords as kw
 from ..method.cdfnet import CDFNet
-from ..method.mechanisms import check_epsilon
+from ..method.checks import check_epsilon
 
 __all__ = ["BundleError", "read_config", "check_config", "check_finite", "check_weights_match"]
 

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .args import _window
-from ..pipeline.registry import METHODS
+from .args import (add_protect_arguments, add_runtime_arguments, add_weight_arguments,
+                   check_weight_arguments, protect_options)
 
 
 def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
@@ -15,12 +15,12 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
                           load_or_create_key)
     from ..dataset.keys import is_within
 
-    options = DatasetOptions(
-        method=args.method, anonymize=args.anonymize, recover=args.recover,
-        epsilon=args.epsilon, rank_window=args.rank_window, mechanism=args.mechanism,
-        samples=args.samples, strength=args.strength, style_rows=args.style_rows,
-        aligned=args.aligned, no_face=args.no_face, batch_size=args.batch_size,
-        shard_size=args.shard_size)
+    protect = protect_options(args)
+    protect.validate(default_method=args.method or ("lreorg" if args.bundle else "style-mix"
+                                                    if args.style_mix else None))
+    check_weight_arguments(args, args.method)
+    options = DatasetOptions(protect=protect, no_face=args.no_face,
+                             batch_size=args.batch_size, shard_size=args.shard_size)
     spec = PipelineSpec(bundle=args.bundle, backbone=args.backbone, revision=args.revision,
                         style_mix=args.style_mix,
                         device=args.device, dtype=args.dtype, output_size=args.output_size,
@@ -62,7 +62,6 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
     return 1 if summary["errors"] else 0
 
 
-
 def register(sub) -> None:
     p = sub.add_parser(
         "anonymize-dataset", help="anonymize a whole dataset (folder, Parquet, saved datasets)",
@@ -80,24 +79,8 @@ def register(sub) -> None:
     p.add_argument("--id-column", help="table formats: unique id column (default: row number)")
     p.add_argument("--key-file", help="master secret (hex); created when missing (default: a "
                                       "file under ~/.config/lreorg/dataset-keys/, printed)")
-    p.add_argument("--bundle", help="LReOrg bundle: Hub repo id or local folder")
-    p.add_argument("--revision", help="Hub revision of the bundle")
-    p.add_argument("--backbone", help="local e4e / rosinality checkpoint")
-    p.add_argument("--style-mix", help="fitted style-mix groups (folder) for --method "
-                                       "style-mix")
-    p.add_argument("--method", choices=list(METHODS),
-                   help="default: lreorg with a bundle, style-mix with --style-mix only")
-    p.add_argument("--anonymize", help="keywords to anonymize, comma-separated (default: "
-                                       "the method's)")
-    p.add_argument("--recover", help="keywords to recover, comma-separated ('' for none)")
-    p.add_argument("--epsilon", type=float, help="privacy budget ε per draw")
-    p.add_argument("--rank-window", type=_window, metavar="A,B")
-    p.add_argument("--mechanism", choices=["window", "strict"])
-    p.add_argument("--samples", type=int, help="draws per face (ε adds up: the record "
-                                               "states samples·ε)")
-    p.add_argument("--strength", type=float, help="image baseline strength")
-    p.add_argument("--style-rows", type=_window, metavar="R0,R1", help="style-mix W+ rows")
-    p.add_argument("--aligned", action="store_true", help="items are aligned face crops")
+    add_weight_arguments(p)
+    add_protect_arguments(p, method_default=None, seed=False, faces=False)
     p.add_argument("--no-face", default="pass", choices=["pass", "drop"],
                    help="items without a face: keep unchanged (metadata stripped) or drop")
     p.add_argument("--batch-size", type=int, default=16, help="faces per encoder / generator "
@@ -114,10 +97,5 @@ def register(sub) -> None:
                    help="torch CPU threads per worker (this process, or each Ray actor; "
                         "default: all cores locally, --cpus-per-actor on Ray). CPU outputs "
                         "are bit-identical across engines only with the same N")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0…")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                   help="backbone precision")
-    p.add_argument("--output-size", type=int, help="generator resolution to stop at")
-    p.add_argument("--min-face-size", type=int, default=20)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_runtime_arguments(p, dtype=True)
     p.set_defaults(func=_cmd_anonymize_dataset)

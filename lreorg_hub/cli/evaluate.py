@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 from ..method import keywords as kw
-from .args import _float_list, _window
+from .args import build_pipeline, float_list, window
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from ..scorers import FFHQ_FACE_CROP, IdentityEncoder, KeywordEncoder
     from ..evaluation import ClipImageFeatures, EvalConfig, Evaluator, InceptionFeatures
-    from ..pipeline import LReOrgPipeline
 
     methods = [m.strip() for m in (args.methods or "").split(",") if m.strip()]
     config = EvalConfig(
@@ -32,13 +31,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                           else args.clip_pretrained)
     features = (ClipImageFeatures(clip) if args.fid_features == "clip"
                 else InceptionFeatures(weights_path=args.fid_weights))
-    if args.bundle or args.style_mix:
-        pipe = LReOrgPipeline.from_pretrained(
-            args.bundle, backbone=args.backbone, revision=args.revision, device=args.device,
-            style_mix=args.style_mix, output_size=args.output_size,
-            min_face_size=args.min_face_size)
-    else:  # the image baselines need no weights
-        pipe = LReOrgPipeline(device=args.device, min_face_size=args.min_face_size)
+    pipe = build_pipeline(args)  # the image baselines need no weights
     judge.to(pipe.device)
     clip.to(pipe.device)
     if isinstance(features, InceptionFeatures):
@@ -83,11 +76,11 @@ def register(sub) -> None:
     p.add_argument("--recover", default=",".join(kw.DEFAULT_RECOVER),
                    help="keywords to recover (default: %(default)s)")
     p.add_argument("--epsilon", type=float, help="ε of the main table (default: the bundle's)")
-    p.add_argument("--epsilons", type=_float_list, default=[0.5, 1.0, 4.0, 16.0],
+    p.add_argument("--epsilons", type=float_list, default=[0.5, 1.0, 4.0, 16.0],
                    metavar="E1,E2", help="ε sweep for the privacy-utility plot (default: "
                                          "0.5,1,4,16; 'inf' allowed; '' for none)")
     p.add_argument("--mechanism", default="window", choices=["window", "strict"])
-    p.add_argument("--rank-window", type=_window, metavar="A,B")
+    p.add_argument("--rank-window", type=window, metavar="A,B")
     p.add_argument("--attributes", default=",".join(kw.DEFAULT_RECOVER),
                    help="keywords judged for APR (default: %(default)s)")
     p.add_argument("--recovery-keywords", default=",".join((kw.IDENTITY, *kw.DEFAULT_RECOVER)),

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..method import keywords as kw
-from .args import _window
+from .args import window
 
 
 def _cmd_fit_anonymizers(args: argparse.Namespace) -> int:
@@ -107,7 +107,7 @@ def register(sub) -> None:
     p.add_argument("--groups", type=int, default=64, help="number of groups m")
     p.add_argument("--members", type=int, default=1024, help="member bank size")
     p.add_argument("--samples", type=int, default=10_000, help="mapping-network samples")
-    p.add_argument("--rows", type=_window, metavar="R0,R1", help="default rows [R0, R1)")
+    p.add_argument("--rows", type=window, metavar="R0,R1", help="default rows [R0, R1)")
     p.add_argument("--truncation", type=float, default=1.0, help="ψ of the samples (1 = none)")
     p.add_argument("--seed", type=int, help="seed of the fit (default: OS entropy)")
     p.set_defaults(func=_cmd_fit_style_mix)

@@ -82,7 +82,7 @@ def _is_within(path: Path, folder: Path) -> bool:
         return False
 
 
-def _collect_inputs(paths: list[str], out_dir: Path | None = None
+def collect_inputs(paths: list[str], out_dir: Path | None = None
                     ) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
     """(file, output stem relative to --out) for every input; folders are walked for images.
 
@@ -112,7 +112,7 @@ def _collect_inputs(paths: list[str], out_dir: Path | None = None
     return found, problems
 
 
-def _prepare_out(out: str) -> Path:
+def prepare_out(out: str) -> Path:
     """--out must be (or become) a writable folder: checked before anything is loaded."""
     path = Path(out)
     if path.exists() and not path.is_dir():
@@ -136,7 +136,7 @@ def _save_png(image, path: Path) -> None:
     image.save(path, format="PNG")  # our images are fresh arrays: no metadata to carry
 
 
-def _write_outputs(result, file: Path, stem: Path, out_dir: Path, save_crops: bool) -> None:
+def write_outputs(result, stem: Path, out_dir: Path, save_crops: bool) -> None:
     """The photo's PNG (+ crops) and JSON; on any failure nothing half-written is left."""
     written: list[Path] = []
     png, meta = out_dir / stem.with_suffix(".png"), out_dir / stem.with_suffix(".json")
@@ -153,12 +153,13 @@ def _write_outputs(result, file: Path, stem: Path, out_dir: Path, save_crops: bo
                     crops.append((face.anonymized,
                                   folder / f"face{face.index}_anonymized.png"))
                 crops.extend((sample, folder / f"face{face.index}_sample{k}.png")
-                             for k, sample in enumerate(face.diverse))
+                             for k, sample in enumerate(face.samples))
         for image, target in [(result.image, png), *crops]:
             written.append(target)
             _save_png(image, target)
-        record = {"input": str(file), "output": str(stem.with_suffix(".png")),
-                  **result.to_dict()}
+        # The public record only: no input path (a file name can be a person's name), no
+        # detector box or score (they single out the true input among candidates).
+        record = {"output": str(stem.with_suffix(".png")), **result.to_dict()}
         written.append(meta)
         meta.write_text(json.dumps(record, indent=2))
     except BaseException:
@@ -168,7 +169,7 @@ def _write_outputs(result, file: Path, stem: Path, out_dir: Path, save_crops: bo
         raise
 
 
-def _describe_failure(error: BaseException) -> str:
+def describe_failure(error: BaseException) -> str:
     """One line for the summary: our messages as they are, anything else with its type."""
     if isinstance(error, (ValueError, FileNotFoundError)):
         return str(error)

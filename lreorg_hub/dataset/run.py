@@ -24,7 +24,7 @@ import json
 import os
 import pickle
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -37,8 +37,6 @@ __all__ = ["DatasetOptions", "PipelineSpec", "anonymize_dataset", "anonymize_sha
 
 ENGINES = ("local", "ray")
 NO_FACE_ACTIONS = ("pass", "drop")
-SEED_NOTE = ("Each item's seed is HMAC-SHA256(master secret, item id); neither the secret nor "
-             "the seed is recorded, so the draw cannot be replayed from the outputs.")
 
 
 class DatasetRunError(ValueError):
@@ -47,49 +45,33 @@ class DatasetRunError(ValueError):
 
 @dataclass
 class DatasetOptions:
-    """What is done to every item, and how items with no face are treated: "pass" (kept
-    unchanged, metadata stripped) or "drop" (left out).
+    """What is done to every item: ``protect`` (the library's one options type: method,
+    keywords, ε, …, aligned; no seed: each item's comes from the key) and how the run treats
+    items without a face ("pass": kept unchanged, metadata stripped; "drop": left out), its
+    batch size and its shard size. An option that does not apply to the method is an error,
+    reported before any item is read."""
 
-    ``method`` and the protection options are those of ``LReOrgPipeline.__call__`` (None =
-    not given: the method's default; an option that does not apply to the method is an
-    error, reported before any item is read).
-    """
-
-    method: str | None = None
-    anonymize: list[str] | str | None = None
-    recover: list[str] | str | None = None
-    epsilon: float | None = None
-    rank_window: list[int] | None = None
-    mechanism: str | None = None
-    samples: int | None = None
-    strength: float | None = None
-    style_rows: list[int] | None = None
-    aligned: bool = False
+    protect: ProtectOptions = field(default_factory=ProtectOptions)
     no_face: str = "pass"
     batch_size: int = 16
     shard_size: int = 64
 
     def __post_init__(self):
+        if isinstance(self.protect, dict):  # from asdict() (a Ray actor's copy)
+            self.protect = ProtectOptions(**self.protect)
+        if self.protect.seed is not None:
+            raise ValueError("a dataset run takes no seed: each item's comes from the key "
+                             "file (HMAC of the master secret and the item id)")
         if self.no_face not in NO_FACE_ACTIONS:
             raise ValueError(f"no_face must be 'pass' or 'drop', got {self.no_face!r}")
         for name in ("batch_size", "shard_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("rank_window", "style_rows"):
-            v = getattr(self, name)
-            if v is not None and not isinstance(v, str):
-                setattr(self, name, list(v))
-
-    def protect_options(self) -> dict:
-        """The protection options that were given (for ``run_batch`` / ``check``)."""
-        names = ("anonymize", "recover", "epsilon", "rank_window", "mechanism", "samples",
-                 "strength", "style_rows")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
     def settings(self) -> dict:
-        """What must not change between a run and its resumption."""
-        d = asdict(self)
+        """What must not change between a run and its resumption (JSON values)."""
+        d = json.loads(json.dumps(asdict(self)))
         d.pop("batch_size")  # only changes float rounding, not what is done
         return d
 
@@ -131,66 +113,27 @@ class PipelineSpec:
 
 # ---------------------------------------------------------------------------------------------
 # One shard
-def _clean_record(record: dict) -> dict:
-    """The pipeline's record without the seed: a seed lets anyone replay the DP draw."""
-    seed = record.get("seed")
-    out = {k: v for k, v in record.items() if k not in ("seed", "seed_source", "seed_note")}
-    out["seed_source"] = "derived"
-    out["seed_note"] = SEED_NOTE
-    if "warnings" in out:  # the chosen-seed warning does not apply: no seed is shown
-        out["warnings"] = [w for w in out["warnings"] if "seed" not in w.lower()]
-    if isinstance(out.get("description"), str):  # the plain-words copy names the seed too
-        lines = [line for line in out["description"].splitlines()
-                 if not line.startswith("Seed:")
-                 and not (line.startswith("Warning:") and "seed" in line.lower())]
-        out["description"] = "\n".join(lines + [SEED_NOTE])
-    return _scrub(out, None if seed is None else str(seed))
-
-
-def _scrub(value, secret: str | None):
-    """Belt and braces: no string anywhere in the record may still contain the seed."""
-    if secret is None:
-        return value
-    if isinstance(value, str):
-        return value.replace(secret, "(not recorded)")
-    if isinstance(value, dict):
-        return {k: _scrub(v, secret) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v, secret) for v in value]
-    return value
-
-
-def _epsilon_total(record: dict):
-    if "epsilon_total" in record:
-        return record["epsilon_total"]
-    eps = record.get("epsilon")
-    if eps is None:
-        return None
-    if eps == "inf":
-        return "inf"
-    return float(eps) * int(record.get("samples", 1))
-
-
 def anonymize_shard(pipe, shard: ShardInput, options: DatasetOptions, key: bytes
                     ) -> tuple[list, list[dict]]:
-    """(output image or None per item, record per item). Never raises for a bad item."""
+    """(output image or None per item, record per item). Never raises for a bad item.
+
+    Each item is drawn with ``SecretSeed(HMAC(key, id))``: reproducible with the key, never
+    recorded (its record says ``seed_source: derived``)."""
     from ..image.io import load_image
+    from ..method.rng import SecretSeed
     from ..pipeline import NoFaceError
 
-    method = options.method or pipe.default_method
     n = len(shard.ids)
     results: list = [None] * n
     records: list[dict] = [{} for _ in range(n)]
     readable = [i for i in range(n) if shard.images[i] is not None]
     outs = pipe.run_batch([shard.images[i] for i in readable],
-                          seeds=[item_seed(key, shard.ids[i]) for i in readable],
-                          batch_size=options.batch_size, method=method,
-                          aligned=options.aligned, **options.protect_options()) \
+                          seeds=[SecretSeed(item_seed(key, shard.ids[i])) for i in readable],
+                          batch_size=options.batch_size, options=options.protect) \
         if readable else []
     by_index = dict(zip(readable, outs))
     for i, item_id in enumerate(shard.ids):
-        rec = {"id": item_id, "method": method, "epsilon": None, "epsilon_total": None,
-               "samples": 0, "faces_found": 0, "faces_processed": [], "error": None}
+        rec: dict = {"id": item_id}
         out = by_index.get(i)
         if out is None:
             rec.update(status="error", error=shard.errors[i] or "unreadable item")
@@ -203,11 +146,7 @@ def anonymize_shard(pipe, shard: ShardInput, options: DatasetOptions, key: bytes
         elif isinstance(out, Exception):
             rec.update(status="error", error=f"{type(out).__name__}: {out}")
         else:
-            privacy = _clean_record(out.record)
-            rec.update(status="anonymized", epsilon=privacy.get("epsilon"),
-                       epsilon_total=_epsilon_total(privacy),
-                       samples=privacy.get("samples", 1), faces_found=out.faces_found,
-                       faces_processed=privacy.get("faces_processed", []), privacy=privacy)
+            rec.update(status="anonymized", **out.record.to_dict())
             results[i] = out.image
         records[i] = rec
     return results, records
@@ -533,6 +472,4 @@ def anonymize_dataset(src: str | Path, out: str | Path,
 def _validate_options(spec: PipelineSpec, options: DatasetOptions) -> None:
     """Refuse bad options once, before any item is read, with the pipeline's own message
     (against the weights that will run)."""
-    pipe = _local_pipeline(spec)
-    pipe.check(options.method, ProtectOptions(**options.protect_options()),
-               aligned=options.aligned)
+    _local_pipeline(spec).check(options.protect)

@@ -12,8 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["identity_similarity", "protection_success_rate", "box_iou", "face_detected",
-           "detection_rate", "zero_shot_labels", "attribute_preservation_rate",
+__all__ = ["identity_similarity", "protection_success_rate", "detection_rate", "zero_shot_labels", "attribute_preservation_rate",
            "recovery_rate", "frechet_distance", "similarity_summary"]
 
 
@@ -36,25 +35,6 @@ def protection_success_rate(similarities: Sequence[float] | torch.Tensor,
     if sims.numel() == 0:
         return None
     return float((sims < threshold).double().mean())
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def face_detected(box: Sequence[float], found: Sequence[Sequence[float]],
-                  min_iou: float) -> bool:
-    """Whether a detector box in the output overlaps the input face's box by >= min_iou.
-
-    Matching by position (not "any face anywhere") keeps a group photo honest: a face that
-    vanished is not excused by its neighbour still being found.
-    """
-    return any(box_iou(box, b) >= min_iou for b in found)
 
 
 def detection_rate(detected: Sequence[bool]) -> float | None:

@@ -30,8 +30,9 @@ from safetensors.torch import load_file, save_file
 
 from ..method import keywords as kw
 from ..scorers import IdentityEncoder, KeywordEncoder
-from ..image.faces import align_face
+from ..image.faces import align_face, still_detected
 from ..image.io import load_image, pil_to_tensor
+from ..pipeline.options import ProtectOptions
 from ..pipeline.registry import METHODS
 from . import metrics
 
@@ -180,7 +181,7 @@ class Evaluator:
         self.sweep_methods = sweep
         for _, method, epsilon in self.runs:  # bad options fail here, before any photo
             if method != ORIGINAL:
-                pipeline.check(method, self._options(method, epsilon, None))
+                pipeline.check(self._options(method, epsilon, None))
 
     # -- one photo ------------------------------------------------------------------------------
     def _seed(self, photo_id: str, key: str) -> int | None:
@@ -192,8 +193,6 @@ class Evaluator:
     def _options(self, method: str, epsilon: float | None, seed: int | None):
         """The evaluation's options, less those that do not apply to ``method`` (the
         pipeline refuses options that do not apply)."""
-        from ..pipeline.options import ProtectOptions
-
         options = ProtectOptions(
             anonymize=tuple(self.config.anonymize), recover=tuple(self.config.recover),
             epsilon=self.config.epsilon if epsilon is None else epsilon,
@@ -221,8 +220,8 @@ class Evaluator:
         if not found:
             return {**record, "status": "no-face"}, {}
         size = detector.output_size
-        crops = [align_face(photo, pts, size)[0] for _, pts, _ in found]
-        boxes = [[float(v) for v in box] for box, _, _ in found]
+        crops = [align_face(photo, d.landmarks, size)[0] for d in found]
+        boxes = [[float(v) for v in d.box] for d in found]
         record.update(status="ok", faces=[{"box": b} for b in boxes])
         in_embed = self._embed(crops)
         in_labels = self._labels(crops)
@@ -233,16 +232,17 @@ class Evaluator:
                 output = photo
             else:
                 seed = self._seed(photo_id, key)
-                output = pipe(photo, method=method, anonymized_crops=False,
-                              options=self._options(method, epsilon, seed)).image
-            out_crops = [align_face(output, pts, size)[0] for _, pts, _ in found]
+                output = pipe(photo, self._options(method, epsilon, seed),
+                              anonymized_crops=False).image
+            # Judged in the input's aligned frame, cut from the composed photo (what a viewer
+            # sees, paste-back included).
+            out_crops = [align_face(output, d.landmarks, size)[0] for d in found]
             sims = metrics.identity_similarity(in_embed, self._embed(out_crops))
-            out_found = [b.tolist() for b, _, _ in detector.locate(output)]
             out_labels = self._labels(out_crops)
             record["runs"][key] = {
                 "method": method, "epsilon": None if epsilon is None else _eps_text(epsilon),
                 "similarity": [float(s) for s in sims],
-                "detected": [metrics.face_detected(b, out_found, self.config.detection_iou)
+                "detected": [still_detected(detector, output, b, self.config.detection_iou)
                              for b in boxes],
                 "labels": out_labels}
             features[key] = self.fid_features(out_crops)

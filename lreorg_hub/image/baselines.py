@@ -9,7 +9,7 @@ Face region (``shape``):
 - ``"box"``: MTCNN's box, grown by ``margin`` (a fraction of the box's size on each side);
   a pixel belongs to it when its centre (x + 0.5, y + 0.5) lies inside.
 - ``"quad"``: the FFHQ alignment square (the area the generated face replaces in the LReOrg
-  pipeline), grown by ``margin`` around its centre; needs :class:`faces.Face` objects.
+  pipeline), grown by ``margin`` around its centre; needs aligned :class:`faces.Face` objects.
 
 Strength, per baseline (a negative or non-finite strength is a ValueError; 0 leaves the photo
 unchanged):
@@ -32,16 +32,16 @@ from typing import ClassVar, Sequence, Union
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .faces import Face
+from .faces import Detection
 from .io import as_rgb_array
 
 __all__ = ["Blur", "Pixelate", "SolidMask", "BASELINES", "get_baseline", "face_region_mask"]
 
-FaceLike = Union[Face, Sequence[float]]  # a Face, or a plain (x0, y0, x1, y1) box
+FaceLike = Union[Detection, Sequence[float]]  # a Detection / Face, or a plain box
 
 
 def _box_of(face: FaceLike) -> np.ndarray:
-    box = face.box if isinstance(face, Face) else face
+    box = face.box if isinstance(face, Detection) else face
     box = np.asarray(box, dtype=np.float64).reshape(4)
     if not (box[2] > box[0] and box[3] > box[1]):
         raise ValueError(f"face box must have x1 > x0 and y1 > y0, got {box.tolist()}")
@@ -68,8 +68,9 @@ def face_region_mask(
         ys = np.arange(height) + 0.5
         return ((ys >= y0) & (ys < y1))[:, None] & ((xs >= x0) & (xs < x1))[None, :]
     if shape == "quad":
-        if not isinstance(face, Face):
-            raise ValueError("shape='quad' needs Face objects (it uses the alignment quad)")
+        if getattr(face, "transform", None) is None:
+            raise ValueError("shape='quad' needs aligned faces (Face objects: it uses the "
+                             "alignment quad)")
         quad = face.transform.quad
         centre = quad.mean(axis=0)
         quad = centre + (quad - centre) * (1.0 + 2.0 * margin)

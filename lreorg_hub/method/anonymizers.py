@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .mechanisms import (MECHANISMS, check_epsilon, check_rank_window,
-                         exponential_mechanism_probabilities, strict_utilities, window_utilities)
+from .checks import check_epsilon, check_rank_window
+from .mechanisms import (MECHANISMS, exponential_mechanism_probabilities, strict_utilities,
+                         window_utilities)
 from .rng import categorical, fresh_generator, randint, randperm, uniform
 
 __all__ = ["GroupDraw", "kmeans", "IdentityAnonymizer", "AttributeAnonymizer",

@@ -18,14 +18,16 @@ from . import keywords as kw
 from .anonymizers import (AttributeAnonymizer, IdentityAnonymizer,
                           KAnonymityIdentityAnonymizer, LaplaceIdentityAnonymizer)
 from .cdfnet import CDFNet
-from .mechanisms import MECHANISMS, check_epsilon, check_rank_window
+from .checks import check_epsilon, check_rank_window, check_samples
+from .mechanisms import MECHANISMS
 from .rng import fresh_generator, make_generator, normal
 
 __all__ = ["LReOrgModule", "ReorganizeResult", "IDENTITY_METHODS", "DEFAULT_BACKBONE",
            "DEFAULT_TEXT_ENCODER"]
 
-# How the identity key feature may be replaced: GIA in its two modes, or a latent baseline.
-IDENTITY_METHODS = MECHANISMS + ("laplace", "k-anonymity")
+#: How a bundle may replace the identity key feature: GIA's group draw (``mechanism`` window
+#: or strict), or one of the latent baselines.
+IDENTITY_METHODS = ("gia", "laplace", "k-anonymity")
 
 
 DEFAULT_BACKBONE = {
@@ -174,21 +176,24 @@ class LReOrgModule(nn.Module):
         dtype = self.compute_dtype
         return self.cdfnet.inverse(f.to(dtype), r.to(dtype), self.condition(keyword))
 
-    def anonymize_step(self, s: Tensor, keyword: str, mechanism: str = "window",
-                       epsilon: float = 1.0, rank_window: tuple[int, int] = (2, 16),
+    def anonymize_step(self, s: Tensor, keyword: str, identity: str = "gia",
+                       mechanism: str = "window", epsilon: float = 1.0,
+                       rank_window: tuple[int, int] = (2, 16),
                        generator: torch.Generator | Sequence[tuple[torch.Generator, int]]
                        | None = None) -> tuple[Tensor, Tensor]:
         """One AR step: (f, r) = CDFNet(s, k); f̂ = A_k(f); (Δr, s') = CDFNet⁻¹(f̂, r, k).
 
-        ``generator`` may also be a list of (generator, rows): consecutive blocks of s drawn
-        with their own generator (many photos in one CDFNet pass, each with its own coins).
-        The anonymizer sees f in float32 whatever CDFNet's dtype: its distances and the
-        mechanism's scores are never rounded to half precision."""
+        For identity, A_k is ``identity`` ("gia" with ``mechanism`` "window" or "strict",
+        "laplace" or "k-anonymity"); for an attribute, KAA. ``generator`` may also be a list
+        of (generator, rows): consecutive blocks of s drawn with their own generator (many
+        photos in one CDFNet pass, each with its own coins). The anonymizer sees f in float32
+        whatever CDFNet's dtype: its distances and the mechanism's scores are never rounded
+        to half precision."""
         f, r = self.disentangle(s, keyword)
         f = f.float()
         if keyword != kw.IDENTITY:
             f_hat = self.attribute_anonymizer(keyword)(f)
-        elif mechanism == "k-anonymity":
+        elif identity == "k-anonymity":
             f_hat = self.k_anonymity_anonymizer(f, self.identity_anonymizer)
         else:
             blocks = generator if isinstance(generator, (list, tuple)) else \
@@ -197,7 +202,7 @@ class LReOrgModule(nn.Module):
                 raise ValueError(f"generator blocks cover {sum(r for _, r in blocks)} rows, "
                                  f"the codes have {f.shape[0]}")
             parts = f.split([rows for _, rows in blocks])
-            if mechanism == "laplace":
+            if identity == "laplace":
                 f_hat = torch.cat([self.laplace_anonymizer(part, epsilon, g)
                                    for part, (g, _) in zip(parts, blocks)])
             else:
@@ -219,10 +224,11 @@ class LReOrgModule(nn.Module):
         return self.fuse(f0, r, keyword)
 
     @torch.no_grad()
-    def reorganize(self, codes: Tensor, anonymize: Sequence[str] | str | None = kw.DEFAULT_ANONYMIZE,
+    def reorganize(self, codes: Tensor,
+                   anonymize: Sequence[str] | str | None = kw.DEFAULT_ANONYMIZE,
                    recover: Sequence[str] | str | None = kw.DEFAULT_RECOVER,
                    epsilon: float | None = None, rank_window: Sequence[int] | None = None,
-                   mechanism: str = "window", seed: int | None = None,
+                   identity: str = "gia", mechanism: str = "window", seed: int | None = None,
                    samples: int = 1) -> ReorganizeResult:
         """Anonymize the K1 keywords of W / W+ codes, then recover the K2 keywords (SPEC §1).
 
@@ -232,25 +238,29 @@ class LReOrgModule(nn.Module):
             recover: K2, run in the order given.
             epsilon: GIA / Laplace privacy budget (default: the bundle's).
             rank_window: GIA window (a, b) (default: the bundle's).
-            mechanism: identity method: "window" (paper GIA), "strict" (GIA, ε-LDP over all
-                groups), "laplace" or "k-anonymity" (baselines).
+            identity: how identity is replaced: "gia" (the paper), or the baselines "laplace"
+                and "k-anonymity".
+            mechanism: GIA's draw: "window" (the paper: ranks a..b only) or "strict" (ε-LDP
+                over all groups).
             seed: seeds the one torch.Generator of the call; None (default) draws it from OS
                 entropy and does not keep it (the record says so; the ε-DP guarantee needs
-                secret coins). A seed you give is recorded with a warning not to publish it.
+                secret coins). A seed you give is recorded with a warning not to publish it;
+                a ``SecretSeed`` seeds the draw without being recorded.
             samples: how many independent draws per face (diverse outputs); releasing all of
                 them spends samples·ε (the record's ``epsilon_total``).
         """
         return self.reorganize_many([codes], [seed], anonymize, recover, epsilon=epsilon,
-                                    rank_window=rank_window, mechanism=mechanism,
-                                    samples=samples)[0]
+                                    rank_window=rank_window, identity=identity,
+                                    mechanism=mechanism, samples=samples)[0]
 
     @torch.no_grad()
     def reorganize_many(self, codes: Sequence[Tensor], seeds: Sequence[int | None],
                         anonymize: Sequence[str] | str | None = kw.DEFAULT_ANONYMIZE,
                         recover: Sequence[str] | str | None = kw.DEFAULT_RECOVER,
                         epsilon: float | None = None,
-                        rank_window: Sequence[int] | None = None, mechanism: str = "window",
-                        samples: int = 1) -> list[ReorganizeResult]:
+                        rank_window: Sequence[int] | None = None, identity: str = "gia",
+                        mechanism: str = "window", samples: int = 1
+                        ) -> list[ReorganizeResult]:
         """:meth:`reorganize` for many photos at once: ``codes[i]`` (N_i, L, 512) drawn with
         ``seeds[i]`` (None: OS entropy), one result per photo, in order.
 
@@ -260,15 +270,16 @@ class LReOrgModule(nn.Module):
         batch).
         """
         k1, k2 = kw.validate_selection(anonymize, recover, self.keywords)
-        if mechanism not in IDENTITY_METHODS:
-            raise ValueError(f"mechanism must be one of {', '.join(IDENTITY_METHODS)}, "
-                             f"got {mechanism!r}")
+        if identity not in IDENTITY_METHODS:
+            raise ValueError(f"identity must be one of {', '.join(IDENTITY_METHODS)}, got "
+                             f"{identity!r}")
+        if mechanism not in MECHANISMS:
+            raise ValueError(f"mechanism must be one of {', '.join(MECHANISMS)}, got "
+                             f"{mechanism!r}")
         eps = check_epsilon(self.default_epsilon if epsilon is None else epsilon)
         window = check_rank_window(tuple(rank_window or self.default_rank_window),
                                    self.identity_anonymizer.num_groups)
-        if isinstance(samples, bool) or int(samples) != samples or samples < 1:
-            raise ValueError(f"samples must be a positive integer, got {samples!r}")
-        samples = int(samples)
+        samples = check_samples(samples, upper=2**16)
         if len(codes) != len(seeds):
             raise ValueError(f"{len(codes)} code tensors but {len(seeds)} seeds")
         generators = [make_generator(seed) for seed in seeds]
@@ -288,23 +299,25 @@ class LReOrgModule(nn.Module):
         s_all0 = torch.cat(s0)
         loss: dict[str, Tensor] = {}
         for keyword in k1:
-            delta, s = self.anonymize_step(s, keyword, mechanism, eps, window, blocks)
+            delta, s = self.anonymize_step(s, keyword, identity, mechanism, eps, window, blocks)
             loss[f"anonymize:{keyword}"] = delta.float().abs().mean(dim=(1, 2))
         s_m = s
         for keyword in k2:
             delta, s = self.recover_step(s, s_all0, keyword, origin)
             loss[f"recover:{keyword}"] = delta.float().abs().mean(dim=(1, 2))
 
-        identity_method = mechanism if kw.IDENTITY in k1 else "none"
-        uses_budget = identity_method in ("window", "strict", "laplace")
+        replaced = identity if kw.IDENTITY in k1 else "none"
+        uses_budget = replaced in ("gia", "laplace")
         results = []
         rows = [samples * n for n in counts]
         for i, ((_, seed_kept, seed_source), n) in enumerate(zip(generators, counts)):
             record = PrivacyRecord(
-                anonymize=list(k1), recover=list(k2), mechanism=identity_method,
+                method="lreorg" if replaced in ("gia", "none") else replaced,
+                anonymize=list(k1), recover=list(k2), identity=replaced,
+                mechanism=mechanism if replaced == "gia" else None,
                 epsilon=eps if uses_budget else None,
-                rank_window=list(window) if identity_method in MECHANISMS else None,
-                seed=seed_kept, seed_source=seed_source, samples=samples,
+                rank_window=list(window) if replaced == "gia" else None,
+                seed=seed_kept, seed_source=seed_source, samples=samples, faces=n,
                 extra={"attribute_anonymizer": "k-farthest sub-category mean (KAA)"}
                 if any(k != kw.IDENTITY for k in k1) else {})
             shape = (samples, n, *self.feature_shape)

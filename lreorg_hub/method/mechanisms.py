@@ -1,5 +1,6 @@
-"""The exponential mechanism of GIA (SPEC §4): the ε and window checks, the utilities of the
-`window` and `strict` modes, and the closed-form group probabilities."""
+"""The exponential mechanism of GIA (SPEC §4): the utilities of the `window` and `strict`
+modes and the closed-form group probabilities (ε and the window are checked by
+``lreorg_hub.method.checks``)."""
 
 from __future__ import annotations
 
@@ -8,38 +9,10 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["MECHANISMS", "check_epsilon", "check_rank_window", "window_utilities",
-           "strict_utilities", "exponential_mechanism_probabilities"]
+__all__ = ["MECHANISMS", "window_utilities", "strict_utilities",
+           "exponential_mechanism_probabilities"]
 
 MECHANISMS = ("window", "strict")
-
-
-def check_epsilon(epsilon: float) -> float:
-    """ε must be a number ≥ 0 (∞ allowed: always the best-scored candidates)."""
-    try:
-        eps = float(epsilon)
-    except (TypeError, ValueError):
-        raise ValueError(f"epsilon must be a number >= 0, got {epsilon!r}") from None
-    if math.isnan(eps) or eps < 0:
-        raise ValueError(f"epsilon must be >= 0 (the privacy budget), got {epsilon!r}")
-    return eps
-
-
-def check_rank_window(rank_window: tuple[int, int], num_groups: int) -> tuple[int, int]:
-    """The window [a, b] of allowed group ranks: 1 ≤ a ≤ b ≤ m, integers."""
-    try:
-        a, b = rank_window
-    except (TypeError, ValueError):
-        raise ValueError(f"rank_window must be a pair (a, b), got {rank_window!r}") from None
-    if int(a) != a or int(b) != b:
-        raise ValueError(f"rank_window bounds must be integers, got {rank_window!r}")
-    a, b = int(a), int(b)
-    if a > b:
-        raise ValueError(f"rank_window (a={a}, b={b}) is empty: a must be <= b")
-    if a < 1 or b > num_groups:
-        raise ValueError(f"rank_window (a={a}, b={b}) must lie within 1..{num_groups} "
-                         f"(the number of identity groups)")
-    return a, b
 
 
 def window_utilities(distances: Tensor, ranks: Tensor, a: int, b: int) -> tuple[Tensor, Tensor]:

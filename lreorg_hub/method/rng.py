@@ -11,10 +11,24 @@ import secrets
 
 import torch
 
-from ..privacy import SEED_MAX
+from .checks import SEED_MAX, check_seed
 
-__all__ = ["SEED_MAX", "make_generator", "fresh_generator", "uniform", "normal", "randint",
-           "randperm", "categorical"]
+__all__ = ["SEED_MAX", "SecretSeed", "make_generator", "fresh_generator", "uniform", "normal",
+           "randint", "randperm", "categorical"]
+
+
+class SecretSeed(int):
+    """A seed derived from a secret the caller keeps (a dataset run's key file, a video run's
+    secret): it seeds the draw like any seed, but like OS entropy it is never recorded — the
+    record says where the coins came from (``seed_source = "derived"``), not what they were."""
+
+    def __repr__(self) -> str:  # not even in a traceback or a log line
+        return "SecretSeed(<not shown>)"
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    __str__ = __repr__
 
 
 def fresh_generator() -> torch.Generator:
@@ -24,22 +38,22 @@ def fresh_generator() -> torch.Generator:
 
 
 def make_generator(seed: int | None) -> tuple[torch.Generator, int | None, str]:
-    """A CPU torch.Generator seeded from the user's seed, or from OS entropy when None.
+    """A CPU torch.Generator seeded from the user's seed, a :class:`SecretSeed`, or OS entropy
+    when None.
 
-    Returns (generator, seed or None, "user" | "os-entropy"). An OS-entropy seed is *not*
-    returned: it only lives inside the generator, so nothing downstream can record or show it.
+    Returns (generator, the seed to record or None, "user" | "derived" | "os-entropy"). An
+    OS-entropy or secret seed is *not* returned: it only lives inside the generator, so
+    nothing downstream can record or show it.
     """
     generator = torch.Generator(device="cpu")
     if seed is None:
         generator.manual_seed(secrets.randbits(63))
         return generator, None, "os-entropy"
-    if isinstance(seed, bool) or not isinstance(seed, (int, float)) or int(seed) != seed:
-        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-    if not 0 <= seed <= SEED_MAX:
-        raise ValueError(f"seed must be a non-negative integer up to 2^64 - 1 = {SEED_MAX}, "
-                         f"got {seed!r}")
-    generator.manual_seed(int(seed))
-    return generator, int(seed), "user"
+    value = check_seed(seed)
+    generator.manual_seed(value)
+    if isinstance(seed, SecretSeed):
+        return generator, None, "derived"
+    return generator, value, "user"
 
 
 # -- random draws on any device -------------------------------------------------------------

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .anonymizers import GroupDraw, IdentityAnonymizer
-from .mechanisms import check_epsilon, check_rank_window
+from .checks import check_epsilon, check_rank_window
 
 __all__ = ["StyleMixModule", "StyleMixResult", "default_style_rows", "check_style_rows",
            "STYLE_MIX_LABEL"]

@@ -1,11 +1,14 @@
-"""One runner per method behind one interface.
+"""One runner per method behind one interface (the *protect* stage).
 
 The runners give every method the same small interface, so the pipeline only detects, aligns,
 encodes, generates and pastes around them:
 
 - latent methods (``LatentMethod``): W+ codes (N, L, D) → ``LatentOutput`` (anonymized and
-  recovered codes, samples first, and the privacy record);
+  recovered codes, samples first, the public record and private diagnostics);
 - image methods (``ImageMethod``): photo + faces → photo and record.
+
+``check`` validates a call's options against what is loaded (keywords of the bundle, number
+of groups, fitted anonymizers) through the one ``ProtectOptions.validate``.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from ..method import keywords as kw
-from .options import ProtectOptions
+from ..privacy import GUARANTEES, PrivacyRecord
+from .options import Limits, ProtectOptions
 from .registry import METHODS, MethodInfo
 
 __all__ = ["KeywordSupport", "LatentOutput", "LatentMethod", "ImageMethod", "LReOrgMethod",
            "StyleMixMethod", "ImageBaselineMethod", "build_methods", "describe_missing"]
+
 
 @dataclass(frozen=True)
 class KeywordSupport:
@@ -37,7 +42,8 @@ class LatentOutput:
 
     recovered: "object"              # the codes to generate and paste (s^N)
     anonymized: "object | None"      # s^M when it differs from ``recovered``, else None
-    record: dict
+    record: PrivacyRecord
+    diagnostics: dict = field(default_factory=dict)   # private (e.g. information loss)
 
 
 class LatentMethod(ABC):
@@ -46,12 +52,13 @@ class LatentMethod(ABC):
     info: MethodInfo
     stage: ClassVar[str] = "reorganize"
 
-    def check(self, options: ProtectOptions) -> ProtectOptions:
+    def check(self, options: ProtectOptions, limits: Limits = Limits()) -> ProtectOptions:
         """``options.validate`` against what is loaded, plus fitted-state checks."""
-        return options.validate(self.info.name, **self.limits())
+        return options.validate(default_method=self.info.name, limits=limits,
+                                **self.weight_limits())
 
     @abstractmethod
-    def limits(self) -> dict:
+    def weight_limits(self) -> dict:
         """keywords / num_groups / num_rows of the loaded weights, for validation."""
 
     @abstractmethod
@@ -75,8 +82,8 @@ class ImageMethod(ABC):
     info: MethodInfo
     stage: ClassVar[str] = "baseline"
 
-    def check(self, options: ProtectOptions) -> ProtectOptions:
-        return options.validate(self.info.name)
+    def check(self, options: ProtectOptions, limits: Limits = Limits()) -> ProtectOptions:
+        return options.validate(default_method=self.info.name, limits=limits)
 
     def keyword_support(self) -> KeywordSupport:
         return KeywordSupport((), (), {k: f"{self.info.label} obfuscates the whole face region"
@@ -84,26 +91,26 @@ class ImageMethod(ABC):
 
     @abstractmethod
     def protect_photo(self, photo, faces, options: ProtectOptions):
-        """(photo, faces, options) → (protected photo, record dict)."""
+        """(photo, faces, options) → (protected photo, PrivacyRecord)."""
 
 
 class LReOrgMethod(LatentMethod):
-    """LReOrg and the latent baselines, which swap GIA for Laplace noise or k-anonymity."""
+    """LReOrg and the latent baselines, which replace GIA by Laplace noise or k-anonymity."""
 
-    _IDENTITY = {"lreorg": None, "laplace": "laplace", "k-anonymity": "k-anonymity"}
+    _IDENTITY = {"lreorg": "gia", "laplace": "laplace", "k-anonymity": "k-anonymity"}
 
     def __init__(self, name: str, model):
         if name not in self._IDENTITY:
             raise ValueError(f"{name!r} is not a bundle method")
         self.info, self.model = METHODS[name], model
 
-    def limits(self) -> dict:
+    def weight_limits(self) -> dict:
         return {"keywords": list(self.model.keywords),
                 "num_groups": self.model.identity_anonymizer.num_groups,
                 "num_rows": self.model.cdfnet.num_rows}
 
-    def check(self, options: ProtectOptions) -> ProtectOptions:
-        opts = super().check(options)
+    def check(self, options: ProtectOptions, limits: Limits = Limits()) -> ProtectOptions:
+        opts = super().check(options, limits)
         support = self.keyword_support()
         for name in opts.anonymize:
             if name not in support.anonymize:
@@ -135,16 +142,16 @@ class LReOrgMethod(LatentMethod):
 
     def protect_codes_many(self, codes: list, options: list[ProtectOptions]
                            ) -> list[LatentOutput]:
-        """All photos share every CDFNet pass (``LReOrg.reorganize_many``); each keeps its
-        own seed and so its own DP draw."""
+        """All photos share every CDFNet pass (``LReOrgModule.reorganize_many``); each keeps
+        its own seed and so its own DP draw."""
         first = options[0]
         if any(replace(o, seed=None) != replace(first, seed=None) for o in options):
             raise ValueError("protect_codes_many: the photos' options may differ only in "
                              "the seed")
-        mechanism = self._IDENTITY[self.info.name] or first.mechanism or "window"
         outs = self.model.reorganize_many(
             codes, [o.seed for o in options], first.anonymize, first.recover,
-            epsilon=first.epsilon, rank_window=first.rank_window, mechanism=mechanism,
+            epsilon=first.epsilon, rank_window=first.rank_window,
+            identity=self._IDENTITY[self.info.name], mechanism=first.mechanism or "window",
             samples=first.samples or 1)
         import torch
 
@@ -154,25 +161,19 @@ class LReOrgMethod(LatentMethod):
                              for o in outs]).tolist() if names else [[] for _ in outs]
         results = []
         for out, mean in zip(outs, means):
-            record = _record_dict(out.record, self.info,
-                                  information_loss=dict(zip(names, mean)))
+            record = _labelled(out.record, self.info)
             results.append(LatentOutput(out.recovered,
                                         out.anonymized if out.record.recover else None,
-                                        record))
+                                        record, {"information_loss": dict(zip(names, mean))}))
         return results
 
 
-def _record_dict(record, info: MethodInfo, **more) -> dict:
-    """``PrivacyRecord.to_dict()`` plus which method ran, and the record in plain words."""
-    d = record.to_dict()
-    d.update(method=info.name, method_label=info.label, **more)
-    d["description"] = f"Method: {info.label}.\n" + record.describe()
-    return d
+def _labelled(record: PrivacyRecord, info: MethodInfo) -> PrivacyRecord:
+    """The record with the method that ran and its label."""
+    return replace(record, method=info.name, method_label=info.label)
 
 
 def _style_mix_guarantee(mechanism: str, epsilon: float, rows: tuple[int, int]) -> str:
-    from ..privacy import GUARANTEES
-
     base = ("Training-free baseline (style-mix): rows [{r0}, {r1}) of the W+ code are replaced "
             "by a synthetic identity (a mapping-network sample) from a group drawn with GIA's "
             "exponential mechanism on the mean of those rows. ").format(r0=rows[0], r1=rows[1])
@@ -190,15 +191,15 @@ class StyleMixMethod(LatentMethod):
     def __init__(self, style_mix):
         self.info, self.style_mix = METHODS["style-mix"], style_mix
 
-    def limits(self) -> dict:
+    def weight_limits(self) -> dict:
         return {"keywords": [kw.IDENTITY], "num_groups": self.style_mix.num_groups,
                 "num_rows": self.style_mix.num_rows}
 
-    def check(self, options: ProtectOptions) -> ProtectOptions:
+    def check(self, options: ProtectOptions, limits: Limits = Limits()) -> ProtectOptions:
         if not self.style_mix.fitted:
             raise ValueError("the style-mix groups are not fitted: fit them on the generator "
                              "(StyleMixAnonymizer.fit) or load fitted groups")
-        return super().check(options)
+        return super().check(options, limits)
 
     def keyword_support(self) -> KeywordSupport:
         why = "style-mix anonymizes identity only and recovers nothing (no CDFNet)"
@@ -207,7 +208,6 @@ class StyleMixMethod(LatentMethod):
 
     def protect_codes(self, codes, options: ProtectOptions) -> LatentOutput:
         from ..method.rng import make_generator
-        from ..privacy import PrivacyRecord
 
         sm = self.style_mix
         samples = options.samples or 1
@@ -219,17 +219,17 @@ class StyleMixMethod(LatentMethod):
         n = codes.shape[0]
         mixed = sm(codes.repeat(samples, 1, 1), eps, window, mechanism, rows, generator)
         record = PrivacyRecord(
-            anonymize=[kw.IDENTITY], recover=[], mechanism=mechanism, epsilon=eps,
+            method=self.info.name, method_label=self.info.label, anonymize=[kw.IDENTITY],
+            recover=[], identity="style-mix", mechanism=mechanism, epsilon=eps,
             rank_window=list(window), seed=seed_used, seed_source=seed_source,
-            samples=samples, guarantee=_style_mix_guarantee(mechanism, eps, rows),
+            samples=samples, faces=n, guarantee=_style_mix_guarantee(mechanism, eps, rows),
             scope=(f"The guarantee concerns only the choice of the synthetic identity for W+ "
                    f"rows [{rows[0]}, {rows[1]}). It says nothing about pixels outside the "
                    f"face or the other rows, which still carry information about the input."),
             extra={"style_rows": list(rows), "num_groups": sm.num_groups,
-                   "member_bank": "mapping-network samples (synthetic identities only)"}
-        )
+                   "member_bank": "mapping-network samples (synthetic identities only)"})
         shape = (samples, n, *codes.shape[1:])
-        return LatentOutput(mixed.codes.reshape(shape), None, _record_dict(record, self.info))
+        return LatentOutput(mixed.codes.reshape(shape), None, record)
 
 
 class ImageBaselineMethod(ImageMethod):
@@ -244,18 +244,18 @@ class ImageBaselineMethod(ImageMethod):
 
     def protect_photo(self, photo, faces, options: ProtectOptions):
         from ..image.baselines import get_baseline
-        from ..privacy import PrivacyRecord
 
         baseline = get_baseline(self.info.name, strength=options.strength)
         composed = baseline(photo, faces)
         record = PrivacyRecord(
-            anonymize=[], recover=[], mechanism=self.info.name, epsilon=None,
-            rank_window=None, seed=None, seed_source="none", samples=1,
+            method=self.info.name, method_label=self.info.label, anonymize=[], recover=[],
+            identity="none", mechanism=None, epsilon=None, rank_window=None, seed=None,
+            seed_source="none", samples=1, faces=len(faces),
             guarantee=f"Classical image baseline ({self.info.name}): no formal guarantee; "
                       f"the face region is obfuscated, nothing else changes.",
             scope="Only the face regions are changed; everything else in the photo is kept.",
             extra={"strength": baseline.strength})
-        return composed, _record_dict(record, self.info, strength=baseline.strength)
+        return composed, record
 
 
 def build_methods(model=None, style_mix=None, has_backbone: bool = False) -> dict:

@@ -7,6 +7,7 @@ the upload (EXIF, GPS, ICC, comments) can travel into an output.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import torch
@@ -17,11 +18,13 @@ from ..bundle import LReOrg
 from ..image.faces import FaceDetector
 from ..image.io import ImageSource, photo_tensor, to_host_once
 from .devices import check_device
+from . import stages
 from .methods import (ImageMethod, KeywordSupport, LatentMethod, build_methods,
                       describe_missing)
-from .options import ProtectOptions, check_faces, check_method, check_output_size
+from .options import Limits, ProtectOptions, check_method, check_output_size
+from .registry import METHODS
 from .results import PipelineResult
-from .runner import _encode, _generate, protect_photos, run_batch
+from .runner import protect_photos
 
 __all__ = ["LReOrgPipeline"]
 
@@ -43,7 +46,11 @@ class LReOrgPipeline:
         feather: soft edge of the paste-back mask, as a fraction of the face crop.
         batch_size: faces (or samples) per generator / encoder call.
         max_pixels: photos larger than this are refused.
-        min_face_size: smallest face the detector reports, in pixels.
+        min_face_size: the smallest face that is regenerated, in pixels (the shorter side of
+            its box). The detector looks for faces down to 12 px; smaller ones that it finds
+            are covered by the fallback (``ProtectOptions.small_faces``), never left as they
+            are unless asked.
+        max_faces: a photo with more faces to regenerate is refused (its own message).
     """
 
     def __init__(self, model: LReOrg | None = None, encoder: torch.nn.Module | None = None,
@@ -51,9 +58,9 @@ class LReOrgPipeline:
                  latent_avg: torch.Tensor | None = None, detector: FaceDetector | None = None,
                  device: str | torch.device = "auto", output_size: int | None = None,
                  feather: float = 0.1, batch_size: int = 4, max_pixels: int = 50_000_000,
-                 min_face_size: int = 20, style_mix=None):
+                 min_face_size: int = 20, max_faces: int = 64, style_mix=None):
         self.device = check_device(device)
-        _check_settings(feather, batch_size, max_pixels, min_face_size)
+        _check_settings(feather, batch_size, max_pixels, min_face_size, max_faces)
         if (encoder is None) != (generator is None):
             raise ValueError("a backbone needs both the encoder and the generator (or neither, "
                              "for the image baselines only)")
@@ -72,6 +79,7 @@ class LReOrgPipeline:
         self.max_pixels = max_pixels
         self._detector = detector
         self.min_face_size = int(min_face_size)
+        self.max_faces = int(max_faces)
         if self.model is not None and self.generator is not None:
             self._check_compatible()
         if self.style_mix is not None and self.generator is not None:
@@ -160,26 +168,23 @@ class LReOrgPipeline:
                              f"{', '.join(self.methods)}")
         return self.methods[method]
 
-    def check(self, method: str | None = None, options: ProtectOptions | None = None, *,
-              aligned: bool = False, faces=None) -> tuple[str, ProtectOptions]:
-        """Validate a call's method and options against what is loaded, before any photo:
-        returns (method, resolved options); raises ValueError with one sentence."""
-        runner = self._runner(method)
-        opts = runner.check(options or ProtectOptions())
-        if aligned and runner.info.kind == "image":
-            raise ValueError(f"method {runner.info.name!r} works on whole photos, not on "
-                             f"aligned crops (drop aligned / --aligned)")
-        if aligned and faces is not None:
-            raise ValueError("faces cannot be chosen for an aligned crop: it is one face")
-        check_faces(faces)
-        return runner.info.name, opts
+    def check(self, options: ProtectOptions | None = None, *,
+              limits: Limits = Limits()) -> ProtectOptions:
+        """Validate a call's options against what is loaded, before any photo is read: the
+        one validation every surface goes through. Returns the options resolved (method
+        chosen, defaults filled in); raises ValueError with one sentence."""
+        options = options or ProtectOptions()
+        runner = self._runner(options.method)
+        return runner.check(replace(options, method=runner.info.name), limits)
 
     @property
     def detector(self) -> FaceDetector:
+        """MTCNN, searching down to its smallest face (12 px) so that faces too small to
+        regenerate are still found and covered; built once, on the pipeline's device."""
         if self._detector is None:
             size = self.encoder.input_size if self.encoder is not None else 256
-            self._detector = FaceDetector(min_face_size=self.min_face_size, output_size=size,
-                                          device=self.device)
+            self._detector = FaceDetector(min_face_size=self.min_face_size,
+                                          output_size=size, device=self.device)
         return self._detector
 
     # -- the stages ---------------------------------------------------------------------------
@@ -188,83 +193,71 @@ class LReOrgPipeline:
         s⁰ (N, L, 512), float32, latent_avg included."""
         if not isinstance(crops, torch.Tensor):
             crops = torch.stack([photo_tensor(c, self.device) for c in crops])
-        return _encode(self, [crops], self.batch_size)
+        return stages.encode(self.backbone, self.encoder, [crops], self.batch_size, self.device)
 
     def generate(self, codes: torch.Tensor) -> list[Image.Image]:
         """W+ codes (N, L, 512) → images; constant noise so a seed reproduces the output."""
-        images = _generate(self, codes, self.batch_size)
+        images = stages.generate(self.backbone, codes, self.batch_size, self.device,
+                                 self.output_size)
         (host,) = to_host_once([images.permute(0, 2, 3, 1)])
         return [Image.fromarray(a.numpy()) for a in host]
 
     # -- the call -----------------------------------------------------------------------------
     @torch.inference_mode()
-    def __call__(self, image: ImageSource, anonymize: Sequence[str] | str | None = None,
-                 recover: Sequence[str] | str | None = None,
-                 epsilon: float | None = None, rank_window: Sequence[int] | None = None,
-                 mechanism: str | None = None, seed: int | None = None,
-                 samples: int | None = None, method: str | None = None,
-                 strength: float | None = None, aligned: bool = False,
-                 faces: Sequence[int] | None = None, anonymized_crops: bool = True,
-                 style_rows: Sequence[int] | None = None,
-                 options: ProtectOptions | None = None) -> PipelineResult:
-        """Protect the faces of one photo with ``method``.
+    def __call__(self, image: ImageSource, options: ProtectOptions | None = None, *,
+                 anonymized_crops: bool = True, **option_kwargs) -> PipelineResult:
+        """Protect the faces of one photo.
 
-        Every argument is checked (``check``) before the photo is loaded. None means "not
-        given": the method's default applies, and an option that does not apply to the method
-        is an error.
+        Every option is checked (``check``) before the photo is loaded. Give a
+        ``ProtectOptions`` or its fields as keyword arguments (method, anonymize, recover,
+        epsilon, rank_window, mechanism, seed, samples, strength, style_rows, aligned, faces,
+        small_faces); None means "not given": the method's default applies, and an option
+        that does not apply to the method is an error.
 
         Args:
             image: path, bytes, file object, PIL image or array.
-            anonymize, recover: keywords (default: identity / gender, age, expression, makeup
-                for lreorg; "" or [] recovers nothing).
-            epsilon, rank_window, mechanism, seed, samples: GIA's budget, window, mode
-                ("window" or "strict"), seed (None: OS entropy) and number of draws, as in
-                ``LReOrg.reorganize``.
-            method: one of ``methods.METHODS`` (default: ``default_method``).
-            strength: the image baseline's strength (its default when None).
-            style_rows: style-mix's W+ rows [r0, r1) (default: the middle rows).
-            aligned: the input is already an aligned face crop: skip detection and paste-back.
-            faces: indices (left-to-right detection order) of the faces to process; all when
-                None.
             anonymized_crops: also generate G(s^M) (the anonymized, not yet recovered face)
-                for each face; False saves one generator pass per face when only the
-                composed photo is wanted (``FaceResult.anonymized`` is then None).
-            options: a ``ProtectOptions`` instead of the separate keyword arguments.
+                for each face and ``result.anonymized_image``; False saves one generator pass
+                per face when only the protected photo is wanted.
         """
-        given = ProtectOptions(anonymize=anonymize, recover=recover, epsilon=epsilon,
-                               rank_window=rank_window, mechanism=mechanism, seed=seed,
-                               samples=samples, strength=strength, style_rows=style_rows)
-        if options is not None:
-            if given.given():
-                raise ValueError("pass either options= or the separate option arguments, "
-                                 "not both")
-            given = options
-        method, opts = self.check(method, given, aligned=aligned, faces=faces)
+        opts = self.check(_options(options, option_kwargs))
         # One flow for one photo and many: a batch of one, its exception raised.
-        (result,) = protect_photos(self, [image], [opts], method, aligned=aligned, faces=faces,
-                                   anonymized_crops=anonymized_crops, chunk=self.batch_size)
+        (result,) = protect_photos(self, [image], [opts], anonymized_crops=anonymized_crops,
+                                   chunk=self.batch_size)
         if isinstance(result, Exception):
             raise result
         return result
 
-    @staticmethod
-    def _select(count: int, faces: Sequence[int] | None) -> list[int]:
-        chosen = check_faces(faces)
-        if chosen is None:
-            return list(range(count))
-        for i in chosen:
-            if i >= count:
-                raise ValueError(f"face index {i!r} is out of range: {count} face(s) were "
-                                 f"found, numbered 0..{count - 1} from left to right")
-        return chosen
-
-    # -- many photos at once (lreorg_hub/batch.py) -----------------------------------------
+    @torch.inference_mode()
     def run_batch(self, images: Sequence[ImageSource], seeds: Sequence[int | None] | None = None,
-                  batch_size: int | None = None, **options) -> list:
+                  batch_size: int | None = None, options: ProtectOptions | None = None, *,
+                  anonymized_crops: bool = False, **option_kwargs) -> list:
         """Photos in, ``PipelineResult`` (or that photo's exception) out, in input order; the
-        faces of all photos and all samples share the encoder / generator passes. Options
-        as in ``__call__``; see :func:`lreorg_hub.batch.run_batch`."""
-        return run_batch(self, images, seeds=seeds, batch_size=batch_size, **options)
+        faces of all photos and all samples share the encoder / generator passes.
+
+        seeds: one seed (None: OS entropy; a ``SecretSeed``: never recorded) per photo; the
+            options then carry no seed. Ignored for methods without a random draw. batch_size: faces / samples per encoder and generator
+            call (default: the pipeline's). Options as in ``__call__``, checked once, before
+            any photo; every result's ``timings`` holds the whole batch's stage times.
+        """
+        images = list(images)
+        seeds = [None] * len(images) if seeds is None else list(seeds)
+        if len(seeds) != len(images):
+            raise ValueError(f"{len(images)} images but {len(seeds)} seeds")
+        opts = self.check(_options(options, option_kwargs))
+        if opts.seed is not None:
+            raise ValueError("run_batch takes seeds=[...] (one per photo), not a seed option")
+        if "seed" not in METHODS[opts.method].options:  # deterministic: no draw to seed
+            seeds = [None] * len(images)
+        per_photo = [self.check(replace(opts, seed=s)) if s is not None else opts
+                     for s in seeds]  # every seed checked up front
+        chunk = self.batch_size if batch_size is None else batch_size
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not images:
+            return []
+        return protect_photos(self, images, per_photo, anonymized_crops=anonymized_crops,
+                              chunk=chunk)
 
     # -- device and precision ----------------------------------------------------------------
     DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # what the backbone can run in
@@ -304,7 +297,22 @@ class LReOrgPipeline:
         return self
 
 
-def _check_settings(feather, batch_size, max_pixels, min_face_size) -> None:
+def _options(options: ProtectOptions | None, kwargs: dict) -> ProtectOptions:
+    """The call's options: a ``ProtectOptions`` or its fields as keywords, not both."""
+    if options is not None:
+        if kwargs:
+            raise ValueError(f"pass either options= or the separate option arguments, not "
+                             f"both (got {', '.join(sorted(kwargs))})")
+        return options
+    try:
+        return ProtectOptions(**kwargs)
+    except TypeError:
+        unknown = sorted(set(kwargs) - set(ProtectOptions.__dataclass_fields__))
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; options are: "
+                        f"{', '.join(ProtectOptions.__dataclass_fields__)}") from None
+
+
+def _check_settings(feather, batch_size, max_pixels, min_face_size, max_faces=64) -> None:
     import math
     import numbers
 
@@ -322,3 +330,5 @@ def _check_settings(feather, batch_size, max_pixels, min_face_size) -> None:
             not 1 <= min_face_size <= 10_000:
         raise ValueError(f"min_face_size must be an integer number of pixels in 1..10000, "
                          f"got {min_face_size!r}")
+    if not number(max_faces) or int(max_faces) != max_faces or not 1 <= max_faces <= 4096:
+        raise ValueError(f"max_faces must be an integer in 1..4096, got {max_faces!r}")

@@ -15,17 +15,15 @@ Layer 4. May import: ``lreorg_hub.pipeline`` and everything below it, ``lreorg_h
 ``lreorg_hub.scorers``. Never Gradio (only ``app.py`` imports it), never the CLI.
 """
 
-from .measure import CachingFaceDetector, Output
-from .protect import (Comparison, ProtectResult, compare, comparison_request, protect,
-                      protect_photo, public_record)
-from .requests import (EPSILON_RANGE, MAX_SAMPLES, ProtectRequest, check_request, parse_seed,
-                       read_photo)
+from .measure import Output, measure
+from .protect import (Comparison, ProtectResult, compare, comparison_options, protect,
+                      protect_photo)
+from .requests import check_options, options_from_form, parse_seed, read_photo
 from .runtime import Runtime, ServingConfig, load_runtime
 from .text import (METHOD_LABELS, PRIVACY_STATEMENT, RequestError, budget_text, describe_record,
                    user_message)
 
-__all__ = ["ServingConfig", "Runtime", "load_runtime", "RequestError", "ProtectRequest",
-           "Output", "ProtectResult", "protect", "compare", "public_record",
-           "describe_record", "budget_text", "protect_photo", "check_request", "parse_seed",
-           "read_photo", "Comparison", "comparison_request", "user_message", "EPSILON_RANGE",
-           "MAX_SAMPLES", "METHOD_LABELS", "PRIVACY_STATEMENT", "CachingFaceDetector"]
+__all__ = ["ServingConfig", "Runtime", "load_runtime", "RequestError", "options_from_form",
+           "check_options", "Output", "measure", "ProtectResult", "protect", "protect_photo",
+           "compare", "Comparison", "comparison_options", "describe_record", "budget_text",
+           "parse_seed", "read_photo", "user_message", "METHOD_LABELS", "PRIVACY_STATEMENT"]

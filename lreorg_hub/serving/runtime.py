@@ -13,10 +13,10 @@ from ..demo import build_demo_backbone, build_demo_bundle, build_demo_style_mix
 from ..image.baselines import BASELINES
 from ..method import keywords as kw
 from ..pipeline import LReOrgPipeline
-from ..pipeline.devices import auto_device
+from ..pipeline.devices import check_device
+from ..pipeline.options import Limits
 from ..pipeline.methods import KeywordSupport
 from ..scorers import FFHQ_FACE_CROP, IdentityEncoder, WeightsUnavailableError
-from .measure import CachingFaceDetector
 from .text import METHOD_LABELS, _first_line
 
 __all__ = ["ServingConfig", "Runtime", "load_runtime"]
@@ -45,6 +45,8 @@ class ServingConfig:
     device: str = "auto"
     output_size: int | None = None
     max_pixels: int = 25_000_000
+    #: What a visitor may ask for (the library's own caps are wider): k ≤ 8 samples, ε ≤ 10.
+    limits: Limits = field(default_factory=lambda: Limits(max_samples=8, max_epsilon=10.0))
 
 
 @dataclass
@@ -62,6 +64,7 @@ class Runtime:
     recoverable: list[str] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)   # keyword -> why not
     max_pixels: int = 25_000_000
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def default_method(self) -> str:
@@ -212,16 +215,13 @@ def load_runtime(config: ServingConfig) -> Runtime:
     return Runtime(pipeline=pipe, mode=mode, methods=methods, demo=config.demo, notes=notes,
                    identity=identity, identity_note=identity_note, anonymizable=anonymizable,
                    recoverable=recoverable, unavailable=unavailable,
-                   max_pixels=config.max_pixels)
+                   max_pixels=config.max_pixels, limits=config.limits)
 
 
 def _build_pipeline(model, backbone, style_mix, config: ServingConfig,
                     notes: list[str]) -> LReOrgPipeline:
-    device = auto_device() if config.device == "auto" else torch.device(config.device)
-    size = backbone.encoder.input_size if backbone is not None else 256
-    detector = CachingFaceDetector(output_size=size, device=device)
-    kwargs = dict(device=device, output_size=config.output_size, max_pixels=config.max_pixels,
-                  detector=detector)
+    kwargs = dict(device=check_device(config.device), output_size=config.output_size,
+                  max_pixels=config.max_pixels)
     if backbone is None:
         return LReOrgPipeline(None, **kwargs)
     parts = (backbone.encoder, backbone.generator, backbone.latent_avg)

@@ -53,10 +53,16 @@ def describe_record(record: dict) -> str:
         lines.append(f"**Anonymized:** {', '.join(record['anonymize'])}.")
     if record.get("recover"):
         lines.append(f"**Recovered (kept from your photo):** {', '.join(record['recover'])}.")
-    if record.get("mechanism") and record.get("mechanism") != "none":
+    identity = record.get("identity")
+    if identity in ("gia", "style-mix"):
         window = record.get("rank_window")
         lines.append(f"**Mechanism:** {record['mechanism']}"
                      + (f", rank window {window[0]}–{window[1]}" if window else "") + ".")
+    elif identity in ("laplace", "k-anonymity"):
+        lines.append(f"**Identity replaced by:** the {identity} baseline.")
+    for rule, count in (record.get("faces_covered") or {}).items():
+        lines.append(f"**Small faces:** {count} found too small to regenerate, "
+                     + ("left as they are." if rule == "keep" else f"covered by {rule}."))
     if record.get("epsilon") is not None:
         lines.append(f"**Privacy budget:** {record.get('composition') or ''} (ε = "
                      f"{record['epsilon']} per draw, total {record.get('epsilon_total')}.)")

@@ -38,10 +38,12 @@ The package: ``geometry`` (the transform), ``resample`` (PIL's arithmetic on ten
 """
 
 from .align import align_face, align_faces
-from .detection import Face, FaceDetector
+from .detection import (MTCNN_MIN_FACE, Detection, Face, FaceDetector, box_iou,
+                        still_detected)
 from .geometry import AlignTransform, ffhq_quad
 from .paste import paste_back, paste_back_all, paste_faces, paste_mask
 from .resample import lanczos_resize
 
-__all__ = ["AlignTransform", "Face", "FaceDetector", "ffhq_quad", "align_faces", "align_face",
+__all__ = ["AlignTransform", "Detection", "Face", "FaceDetector", "box_iou", "still_detected",
+           "MTCNN_MIN_FACE", "ffhq_quad", "align_faces", "align_face",
            "lanczos_resize", "paste_mask", "paste_faces", "paste_back", "paste_back_all"]
