@@ -418,15 +418,15 @@ def test_table_cells_that_point_at_files(tmp_path):
 
 
 def test_cli_interrupted_says_how_to_resume(micro, image_folder, tmp_path, monkeypatch, capsys):
-    import lreorg_hub.dataset.run as run_module
-    real_write, calls = run_module.write_shard, []
+    import lreorg_hub.dataset.engines as engines
+    real_write, calls = engines.write_shard, []
 
     def ctrl_c_on_the_second_shard(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real_write(*args, **kwargs)
-    monkeypatch.setattr(run_module, "write_shard", ctrl_c_on_the_second_shard)
+    monkeypatch.setattr(engines, "write_shard", ctrl_c_on_the_second_shard)
     key_path = tmp_path / "keys" / "k.key"
     out = tmp_path / "out"
     argv = ["anonymize-dataset", str(image_folder), "--out", str(out), "--bundle",

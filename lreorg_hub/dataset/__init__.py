@@ -5,8 +5,9 @@ See ``docs/SCALE.md`` and ``lreorg anonymize-dataset --help``.
 """
 
 from .keys import KeyFileError, default_key_path, item_seed, load_or_create_key
-from .run import (ENGINES, NO_FACE_ACTIONS, DatasetOptions, DatasetRunError, PipelineSpec,
-                  anonymize_dataset, anonymize_shard)
+from .options import ENGINES, NO_FACE_ACTIONS, DatasetOptions, DatasetRunError, PipelineSpec
+from .run import anonymize_dataset
+from .shards import anonymize_shard
 from .sources import RECORD_COLUMN, SourceSpec, open_source
 
 __all__ = ["anonymize_dataset", "anonymize_shard", "DatasetOptions", "PipelineSpec",
