@@ -25,7 +25,7 @@ def outside_and_inside(photo, face_transform, feather=0.1):
 
 @pytest.fixture(scope="module")
 def astronaut_face(astronaut):
-    return FaceDetector(output_size=64).detect(astronaut)[0]
+    return FaceDetector(min_face_size=12, output_size=64).detect(astronaut)[0]  # as the pipeline
 
 
 def test_photo_goes_through_every_stage(pipeline, astronaut, astronaut_face):
@@ -331,3 +331,63 @@ def test_pipeline_settings_are_checked(tiny_backbone):
             LReOrgPipeline(**kwargs, **bad)
     with pytest.raises(ValueError, match="needs both the encoder and the generator"):
         LReOrgPipeline(generator=tiny_backbone.generator)
+
+
+@pytest.fixture(scope="module")
+def crowd(astronaut):
+    """The astronaut with a far smaller copy of her head pasted in a corner: a 15 px face the
+    detector finds but no generator can regenerate faithfully."""
+    (face,) = FaceDetector(min_face_size=12).locate(astronaut)
+    x0, y0, x1, y1 = (int(v) for v in face.box)
+    head = astronaut.crop((x0 - 40, y0 - 40, x1 + 40, y1 + 60))
+    photo = astronaut.copy()
+    photo.paste(head.resize((32, round(32 * head.height / head.width)), Image.LANCZOS),
+                (420, 400))
+    return photo, (420, 400, 452, 440)
+
+
+@pytest.mark.parametrize("rule", ["blur", "mask", "keep"])
+def test_small_faces_are_covered_and_counted(pipeline, crowd, rule):
+    photo, (x0, y0, x1, y1) = crowd
+    result = pipeline(photo, seed=0, samples=2, small_faces=rule)
+    rec = result.record
+    assert (rec.faces, rec.faces_found, rec.faces_covered) == (1, 2, {rule: 1})
+    assert result.diagnostics["covered"][0]["rule"] == rule
+    assert "too small to regenerate" in rec.describe()
+    before = np.asarray(photo)[y0:y1, x0:x1].astype(int)
+    for image in [*result.images, result.anonymized_image]:  # every output, every sample
+        after = np.asarray(image)[y0:y1, x0:x1].astype(int)
+        if rule == "keep":
+            assert np.array_equal(after, before)
+        elif rule == "mask":
+            assert (after == 0).all(axis=-1).mean() > 0.5       # an opaque black box
+        else:
+            assert np.abs(after - before).mean() > 8             # blurred beyond recognition
+
+
+def test_faces_below_the_regeneration_size_are_covered_not_refused(pipeline, astronaut):
+    """A pipeline that regenerates only faces of 100 px or more still protects the 85 px
+    astronaut: covered by the fallback, with nothing to regenerate (no error, no draw)."""
+    strict = LReOrgPipeline(pipeline.model, pipeline.encoder, pipeline.generator,
+                            pipeline.latent_avg, device="cpu", min_face_size=100)
+    result = strict(astronaut, seed=1)
+    assert (result.record.faces, result.record.faces_covered) == (0, {"blur": 1})
+    assert result.faces == [] and len(result.images) == 1
+    assert not np.array_equal(np.asarray(result.image), np.asarray(astronaut))
+    batch = strict.run_batch([astronaut, astronaut], seeds=[1, 2])
+    assert all(r.record.faces_covered == {"blur": 1} for r in batch)
+
+
+def test_image_baselines_cover_small_faces_themselves(pipeline, crowd):
+    photo, _ = crowd
+    result = pipeline(photo, method="pixelate")
+    assert (result.record.faces, result.record.faces_covered) == (2, {})
+
+
+def test_too_many_faces_is_a_clear_error(pipeline, crowd):
+    photo, _ = crowd
+    few = LReOrgPipeline(pipeline.model, pipeline.encoder, pipeline.generator,
+                         pipeline.latent_avg, device="cpu", min_face_size=12, max_faces=1)
+    with pytest.raises(ValueError, match="this photo has 2 faces to regenerate, more than the "
+                                         "limit of 1 per photo"):
+        few(photo, seed=0)

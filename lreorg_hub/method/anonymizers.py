@@ -22,7 +22,7 @@ __all__ = ["GroupDraw", "kmeans", "IdentityAnonymizer", "AttributeAnonymizer",
            "LaplaceIdentityAnonymizer", "KAnonymityIdentityAnonymizer"]
 
 def _flat(x: Tensor) -> Tensor:
-    return x.reshape(x.shape[0], -1)
+    return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # also for 0 rows
 
 
 @dataclass

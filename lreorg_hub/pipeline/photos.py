@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..backbones import Backbone, load_backbone
 from ..bundle import LReOrg
-from ..image.faces import FaceDetector
+from ..image.faces import MTCNN_MIN_FACE, FaceDetector
 from ..image.io import ImageSource, photo_tensor, to_host_once
 from .devices import check_device
 from . import stages
@@ -183,7 +183,7 @@ class LReOrgPipeline:
         regenerate are still found and covered; built once, on the pipeline's device."""
         if self._detector is None:
             size = self.encoder.input_size if self.encoder is not None else 256
-            self._detector = FaceDetector(min_face_size=self.min_face_size,
+            self._detector = FaceDetector(min_face_size=min(MTCNN_MIN_FACE, self.min_face_size),
                                           output_size=size, device=self.device)
         return self._detector
 
