@@ -10,7 +10,6 @@ written beside the outputs.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import secrets
 import stat
@@ -71,5 +70,6 @@ def load_or_create_key(path: str | Path, out: str | Path) -> tuple[bytes, bool]:
 
 def item_seed(key: bytes, item_id: str) -> int:
     """The 63-bit seed of one item: HMAC-SHA256(key, context ‖ id), first 8 bytes."""
-    digest = hmac.new(key, _SEED_CONTEXT + item_id.encode("utf-8"), hashlib.sha256).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+    from ..method.rng import derive_seed
+
+    return int(derive_seed(key, item_id, _SEED_CONTEXT))

@@ -7,13 +7,15 @@ return it, so nothing downstream can record or show it (SPEC §8, secret coins).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 
 import torch
 
 from .checks import SEED_MAX, check_seed
 
-__all__ = ["SEED_MAX", "SecretSeed", "make_generator", "fresh_generator", "uniform", "normal",
+__all__ = ["SEED_MAX", "SecretSeed", "derive_seed", "make_generator", "fresh_generator", "uniform", "normal",
            "randint", "randperm", "categorical"]
 
 
@@ -29,6 +31,14 @@ class SecretSeed(int):
         return repr(self)
 
     __str__ = __repr__
+
+
+def derive_seed(secret: bytes, label: str, context: bytes = b"") -> SecretSeed:
+    """The 63-bit seed HMAC-SHA256(secret, context ‖ label) (first 8 bytes), as a
+    :class:`SecretSeed`: reproducible by whoever keeps ``secret``, unpredictable and never
+    recorded for anyone else (a dataset item's coins, a video track's coins)."""
+    digest = hmac.new(secret, context + label.encode("utf-8"), hashlib.sha256).digest()
+    return SecretSeed(int.from_bytes(digest[:8], "big") >> 1)
 
 
 def fresh_generator() -> torch.Generator:
