@@ -1,0 +1,435 @@
+"""Video files in and out through PyAV (its wheel ships FFmpeg with libx264, VP9, AAC and Opus;
+no system ffmpeg is needed).
+
+Rules kept by this module, as ``io.py`` keeps them for photos:
+
+- **Every frame, its timing, the duration and the rotation.** Frames are read in decoding
+  order with their own timestamps (pts in the stream's time base) and durations, and written
+  back with the same ones, so a variable-frame-rate clip keeps its rhythm and its length. Phone
+  clips store frames sideways with a display matrix: :class:`VideoReader` hands them out
+  upright (faces are found upright), :class:`VideoWriter` turns them back and writes the same
+  display matrix, so the output is stored and shown exactly like the input.
+- **No metadata out.** Nothing of the input's container or stream metadata (location tags such
+  as ``©xyz``, device make and model, titles, handler names) is copied: the output's streams
+  are new, the audio is remuxed packet by packet with its codec parameters only, and the
+  container is written ``bitexact`` (no encoder tag either).
+- **Audio unchanged.** The first audio stream's packets are copied as they are, interleaved by
+  time; only a codec the output container cannot hold (PCM in MP4, AAC in WebM) is re-encoded
+  (AAC, or Opus for WebM), and :attr:`VideoWriter.audio_note` says so.
+- **Nothing half-written.** The output is written to a hidden temporary file in the output's
+  folder and moved into place with ``os.replace`` only when complete; an error or Ctrl-C
+  removes it.
+- **Clear refusals.** A damaged, empty, audio-only or zero-frame file, a codec FFmpeg cannot
+  decode, and sizes or frame rates outside :class:`VideoLimits` raise :class:`VideoLoadError`
+  with one sentence naming the file.
+
+Layer 2 (with the rest of ``lreorg_hub.image``): numpy and PyAV only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+__all__ = ["VIDEO_SUFFIXES", "CONTAINERS", "VideoLoadError", "VideoLimits", "VideoInfo",
+           "VideoFrame", "probe_video", "VideoReader", "VideoWriter", "is_video"]
+
+#: What ``lreorg anonymize`` and the dataset runner treat as a video.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
+
+#: Output containers: (video encoder, audio codecs that can be copied, audio re-encoder).
+CONTAINERS = {
+    "mp4": ("libx264", ("aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"), "aac"),
+    "mkv": ("libx264", None, "aac"),      # None: whatever FFmpeg's Matroska muxer accepts
+    "webm": ("libvpx-vp9", ("opus", "vorbis"), "libopus"),
+}
+_FORMATS = {"mp4": "mp4", "mkv": "matroska", "webm": "webm"}
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+class VideoLoadError(ValueError):
+    """The file cannot be used as a video (one sentence naming the file)."""
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """What a video may be: frame sides in [min_side, max_side], at most ``max_pixels`` per
+    frame, an average frame rate in (0, max_fps], and optionally at most ``max_duration``
+    seconds and ``max_frames`` frames (the app's limits; the CLI has none)."""
+
+    min_side: int = 16
+    max_side: int = 8192
+    max_pixels: int = 4096 * 2304
+    max_fps: float = 480.0
+    max_duration: float | None = None
+    max_frames: int | None = None
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """A video stream as the header and its first frame describe it."""
+
+    path: str
+    width: int                  # stored size (before rotation)
+    height: int
+    rotation: int               # degrees counter-clockwise that turn a stored frame upright
+    frames: int                 # from the header, or estimated from duration × rate
+    fps: float                  # average frame rate
+    duration: float             # seconds
+    codec: str
+    time_base: Fraction
+    audio: str | None           # the first audio stream's codec, if any
+    end: int | None = None      # where the last frame ends, in time_base ticks (if known)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of an upright frame."""
+        return (self.height, self.width) if self.rotation % 180 else (self.width, self.height)
+
+
+@dataclass
+class VideoFrame:
+    """One decoded frame: ``image`` upright (H, W, 3) uint8, its pts (stream time base), its
+    duration (same unit, 0 when unknown), its time in seconds and its index."""
+
+    image: np.ndarray
+    pts: int
+    duration: int
+    time: float
+    index: int
+
+
+def _name(path) -> str:
+    return repr(os.fspath(path))
+
+
+def _open(path):
+    import av
+
+    what = _name(path)
+    p = Path(path)
+    if not p.is_file():
+        raise VideoLoadError(f"cannot read video {what}: no such file")
+    if p.stat().st_size == 0:
+        raise VideoLoadError(f"cannot read video {what}: the file is empty")
+    try:
+        return av.open(str(p), "r")
+    except av.FFmpegError as e:
+        raise VideoLoadError(f"cannot read video {what}: not a video FFmpeg can open, or the "
+                             f"file is damaged or incomplete ({_reason(e)})") from None
+
+
+def _reason(error: Exception) -> str:
+    return " ".join(str(getattr(error, "strerror", None) or error).split())
+
+
+def _video_stream(container, what: str):
+    streams = [s for s in container.streams.video
+               if not s.disposition & 0x400]   # AV_DISPOSITION_ATTACHED_PIC: cover art
+    if not streams:
+        if container.streams.audio:
+            raise VideoLoadError(f"cannot read video {what}: it holds audio only, no video "
+                                 f"stream")
+        raise VideoLoadError(f"cannot read video {what}: no video stream could be read from "
+                             f"it (a damaged or incomplete file, e.g. cut short)")
+    stream = streams[0]
+    if stream.codec_context is None or stream.codec_context.name in (None, "", "none"):
+        raise VideoLoadError(f"cannot read video {what}: its video codec is not supported "
+                             f"(FFmpeg has no decoder for it)")
+    return stream
+
+
+def probe_video(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> VideoInfo:
+    """The video's size, rotation, rate, duration and frame count, checked against ``limits``
+    (decodes the first frame to read the rotation and to prove the stream decodes)."""
+    import av
+
+    what = _name(path)
+    with _open(path) as container:
+        stream = _video_stream(container, what)
+        ctx = stream.codec_context
+        width, height = int(ctx.width or 0), int(ctx.height or 0)
+        _check_size(width, height, limits, what)
+        try:
+            first = next(container.decode(stream), None)
+        except (av.FFmpegError, UnicodeDecodeError) as e:
+            raise VideoLoadError(f"cannot read video {what}: its first frame does not decode "
+                                 f"(damaged file or unsupported codec: {_reason(e)})") from None
+        if first is None:
+            raise VideoLoadError(f"cannot read video {what}: it holds no video frames (a "
+                                 f"zero-length clip)")
+        rotation = int(round(first.rotation or 0))
+        if rotation % 90:
+            raise VideoLoadError(f"cannot read video {what}: its display matrix rotates by "
+                                 f"{rotation}°; only multiples of 90° are supported")
+        tb = stream.time_base or Fraction(1, 1)
+        duration = float(stream.duration * tb) if stream.duration else \
+            (container.duration or 0) / 1e6
+        end = (stream.start_time or 0) + (stream.duration or round(duration / tb)) \
+            if duration else None
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else (stream.frames / duration if stream.frames and duration
+                                        else 0.0)
+        frames = int(stream.frames or round(duration * fps))
+        audio = container.streams.audio[0].codec_context.name if container.streams.audio \
+            else None
+    info = VideoInfo(os.fspath(path), width, height, rotation % 360, max(frames, 1), fps,
+                     duration, ctx.name, Fraction(tb), audio, end)
+    _check_timing(info, limits, what)
+    return info
+
+
+def _check_size(width: int, height: int, limits: VideoLimits, what: str) -> None:
+    if min(width, height) < limits.min_side or max(width, height) > limits.max_side:
+        raise VideoLoadError(f"video {what} is {width}x{height} pixels: frame sides must be in "
+                             f"{limits.min_side}..{limits.max_side}")
+    if width * height > limits.max_pixels:
+        raise VideoLoadError(f"video {what} is {width}x{height} = {width * height:,} pixels per "
+                             f"frame, more than the limit of {limits.max_pixels:,}; downscale "
+                             f"it first")
+
+
+def _check_timing(info: VideoInfo, limits: VideoLimits, what: str) -> None:
+    if not (0 < info.fps <= limits.max_fps) or not math.isfinite(info.fps):
+        raise VideoLoadError(f"video {what} claims {info.fps:g} frames per second: the rate "
+                             f"must be in (0, {limits.max_fps:g}]")
+    if limits.max_duration is not None and info.duration > limits.max_duration:
+        raise VideoLoadError(f"video {what} lasts {info.duration:.1f} s, longer than the limit "
+                             f"of {limits.max_duration:g} s; cut it first")
+    if limits.max_frames is not None and info.frames > limits.max_frames:
+        raise VideoLoadError(f"video {what} has about {info.frames} frames, more than the "
+                             f"limit of {limits.max_frames}")
+
+
+class VideoReader:
+    """The frames of a probed video, upright, with their timing.
+
+    Timestamps are made strictly increasing (a missing pts follows the previous frame by its
+    duration), so every decoded frame is kept and the writer can reuse them as they are."""
+
+    def __init__(self, info: VideoInfo):
+        self.info = info
+        self.count = 0
+
+    def __iter__(self) -> Iterator[VideoFrame]:
+        import av
+
+        what = _name(self.info.path)
+        k = (self.info.rotation // 90) % 4
+        step = max(1, int(round(1 / (self.info.fps * self.info.time_base))))
+        with _open(self.info.path) as container:
+            stream = _video_stream(container, what)
+            stream.thread_type = "AUTO"
+            last = None
+            try:
+                for frame in container.decode(stream):
+                    pts = frame.pts if frame.pts is not None else (
+                        last + step if last is not None else 0)
+                    if last is not None and pts <= last:
+                        pts = last + 1
+                    image = frame.to_ndarray(format="rgb24")
+                    if k:
+                        image = np.ascontiguousarray(np.rot90(image, k))
+                    yield VideoFrame(image, int(pts), int(frame.duration or 0),
+                                     float(pts * self.info.time_base), self.count)
+                    last = pts
+                    self.count += 1
+            except (av.FFmpegError, UnicodeDecodeError) as e:
+                raise VideoLoadError(f"cannot read video {what}: decoding stopped at frame "
+                                     f"{self.count} (damaged or incomplete file: "
+                                     f"{_reason(e)})") from None
+            listed = int(stream.frames or 0)
+            if listed and self.count < listed - max(2, listed // 100):
+                # A file cut short after its index (MP4 "faststart") decodes without an
+                # error, just fewer frames than its index lists.
+                raise VideoLoadError(f"cannot read video {what}: it ends early, only "
+                                     f"{self.count} of the {listed} frames its index lists "
+                                     f"could be decoded (the file was cut short)")
+
+
+class VideoWriter:
+    """Frames in (upright), a playable video out: H.264 in MP4 by default (yuv420p, plays in
+    Chromium), the source's timing, rotation and audio, no metadata. Use as a context manager:
+    the file appears at ``target`` only when the block ends without an error.
+
+    Args:
+        target: the output file (its folder must exist).
+        info: the source video (timing, rotation, audio).
+        container: "mp4" (H.264), "mkv" (H.264) or "webm" (VP9).
+        audio: copy the source's first audio stream (False: no audio).
+        crf: the encoder's constant quality (lower = better; 18 is visually lossless for
+            H.264).
+    """
+
+    def __init__(self, target: str | os.PathLike, info: VideoInfo, *, container: str = "mp4",
+                 audio: bool = True, crf: int = 18):
+        if container not in CONTAINERS:
+            raise ValueError(f"container must be one of {', '.join(CONTAINERS)}, got "
+                             f"{container!r}")
+        self.target, self.info, self.kind = Path(target), info, container
+        self.audio, self.crf = audio, int(crf)
+        self.audio_note: str | None = None
+        self.frames = 0
+        self._tmp = self.target.with_name(f".{self.target.name}.tmp-{uuid.uuid4().hex[:8]}"
+                                          f"{self.target.suffix}")
+        self._out = self._video = self._source = self._audio_in = self._audio_out = None
+        self._packets = None
+        self._pending = None      # the next source audio packet not yet muxed
+        self._reencode = False
+        self._held = None         # the last video packet, muxed once its duration is known
+
+    # -- context -----------------------------------------------------------------------------
+    def __enter__(self) -> "VideoWriter":
+        import av
+
+        self._out = av.open(str(self._tmp), "w", format=_FORMATS[self.kind],
+                            options={"fflags": "+bitexact"})
+        try:
+            self._add_video()
+            if self.audio and self.info.audio is not None:
+                self._add_audio()
+        except BaseException:
+            self._abort()
+            raise
+        return self
+
+    def __exit__(self, kind, error, tb) -> None:
+        if kind is not None:
+            self._abort()
+            return
+        try:
+            self._finish()
+        except BaseException:
+            self._abort()
+            raise
+        os.replace(self._tmp, self.target)
+
+    # -- streams -----------------------------------------------------------------------------
+    def _add_video(self) -> None:
+        info = self.info
+        rate = Fraction(info.fps).limit_denominator(1001)
+        stream = self._out.add_stream(CONTAINERS[self.kind][0], rate=rate)
+        self._even = self.kind != "webm"          # H.264 4:2:0 needs even sides
+        stream.width = info.width + (info.width % 2 if self._even else 0)
+        stream.height = info.height + (info.height % 2 if self._even else 0)
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = info.time_base
+        stream.codec_context.time_base = info.time_base
+        # No B-frames: packets then come in presentation order (see _mux_video).
+        stream.options = ({"crf": str(self.crf), "preset": "fast", "bf": "0"}
+                          if self.kind != "webm" else
+                          {"crf": str(self.crf + 13), "b": "0", "row-mt": "1", "deadline":
+                           "good", "cpu-used": "4"})
+        if info.rotation:
+            stream.set_display_rotation(info.rotation)
+        self._video = stream
+
+    def _add_audio(self) -> None:
+        self._source = _open(self.info.path)
+        self._audio_in = self._source.streams.audio[0]
+        allowed = CONTAINERS[self.kind][1]
+        name = self._audio_in.codec_context.name
+        try:
+            if allowed is not None and name not in allowed:
+                raise ValueError(name)
+            self._audio_out = self._out.add_stream_from_template(self._audio_in)
+        except ValueError:
+            encoder = CONTAINERS[self.kind][2]
+            self._audio_out = self._out.add_stream(encoder, rate=self._audio_in.rate or 48000)
+            self._reencode = True
+            self.audio_note = (f"the audio ({name}) was re-encoded to "
+                               f"{encoder.replace('lib', '')}: the {self.kind} container cannot "
+                               f"hold {name}")
+        self._packets = self._source.demux(self._audio_in)
+
+    # -- frames ------------------------------------------------------------------------------
+    def write(self, image: np.ndarray, frame: VideoFrame) -> None:
+        """One upright (H, W, 3) uint8 frame with the source frame's timing."""
+        import av
+
+        k = (self.info.rotation // 90) % 4
+        stored = np.rot90(image, -k) if k else image
+        if stored.shape[:2] != (self.info.height, self.info.width):
+            raise ValueError(f"frame {frame.index} is {stored.shape[1]}x{stored.shape[0]}, "
+                             f"the video is {self.info.width}x{self.info.height}")
+        if self._even and (stored.shape[0] % 2 or stored.shape[1] % 2):
+            stored = np.pad(stored, ((0, stored.shape[0] % 2), (0, stored.shape[1] % 2),
+                                     (0, 0)), mode="edge")
+        out = av.VideoFrame.from_ndarray(np.ascontiguousarray(stored), format="rgb24")
+        out.pts, out.time_base = frame.pts, self.info.time_base
+        self._mux_audio_until(frame.time)
+        self._mux_video(self._video.encode(out))
+        self.frames += 1
+
+    def _mux_video(self, packets, last: bool = False) -> None:
+        # Encoders stamp every packet with 1/rate. Without B-frames packets come in
+        # presentation order, so each one lasts until the next one's pts and the last one
+        # until the source's end: a variable-rate clip keeps every frame's length, and the
+        # clip its duration.
+        for packet in packets:
+            if self._held is not None:
+                self._held.duration = max(1, packet.pts - self._held.pts)
+                self._out.mux(self._held)
+            self._held = packet
+        if last and self._held is not None:
+            end = self.info.end
+            if end is not None and end > self._held.pts:
+                self._held.duration = end - self._held.pts
+            self._out.mux(self._held)
+            self._held = None
+
+    def _mux_audio_until(self, seconds: float | None) -> None:
+        """Copy (or re-encode) the source's audio packets up to ``seconds`` (None: all), so
+        the two streams stay interleaved by time."""
+        if self._packets is None:
+            return
+        while True:
+            packet = self._pending if self._pending is not None else next(self._packets, None)
+            self._pending = None
+            if packet is None:
+                self._packets = None
+                return
+            if packet.dts is None and packet.pts is None:
+                continue  # the demuxer's final empty packet
+            when = float((packet.dts if packet.dts is not None else packet.pts) *
+                         packet.time_base)
+            if seconds is not None and when > seconds:
+                self._pending = packet
+                return
+            if self._reencode:
+                for decoded in packet.decode():
+                    decoded.pts = None
+                    self._out.mux(self._audio_out.encode(decoded))
+            else:
+                packet.stream = self._audio_out
+                self._out.mux(packet)
+
+    def _finish(self) -> None:
+        self._mux_video(self._video.encode(), last=True)
+        self._mux_audio_until(None)
+        if self._reencode:
+            self._out.mux(self._audio_out.encode())
+        self._close()
+
+    def _close(self) -> None:
+        for c in (self._out, self._source):
+            if c is not None:
+                c.close()
+        self._out = self._source = None
+
+    def _abort(self) -> None:
+        try:
+            self._close()
+        except Exception:  # the temporary file goes whatever state the muxer is in
+            pass
+        self._tmp.unlink(missing_ok=True)
