@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -160,6 +160,20 @@ def probe_video(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) ->
         ctx = stream.codec_context
         width, height = int(ctx.width or 0), int(ctx.height or 0)
         _check_size(width, height, limits, what)
+        tb = stream.time_base or Fraction(1, 1)
+        duration = float(stream.duration * tb) if stream.duration else \
+            (container.duration or 0) / 1e6
+        end = (stream.start_time or 0) + (stream.duration or round(duration / tb)) \
+            if duration else None
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else (stream.frames / duration if stream.frames and duration
+                                        else 0.0)
+        frames = int(stream.frames or round(duration * fps))
+        audio = container.streams.audio[0].codec_context.name if container.streams.audio \
+            else None
+        info = VideoInfo(os.fspath(path), width, height, 0, max(frames, 1), fps, duration,
+                         ctx.name, Fraction(tb), audio, end)
+        _check_timing(info, limits, what)   # from the header, before decoding anything
         try:
             first = next(container.decode(stream), None)
         except (av.FFmpegError, UnicodeDecodeError) as e:
@@ -172,21 +186,7 @@ def probe_video(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) ->
         if rotation % 90:
             raise VideoLoadError(f"cannot read video {what}: its display matrix rotates by "
                                  f"{rotation}°; only multiples of 90° are supported")
-        tb = stream.time_base or Fraction(1, 1)
-        duration = float(stream.duration * tb) if stream.duration else \
-            (container.duration or 0) / 1e6
-        end = (stream.start_time or 0) + (stream.duration or round(duration / tb)) \
-            if duration else None
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else (stream.frames / duration if stream.frames and duration
-                                        else 0.0)
-        frames = int(stream.frames or round(duration * fps))
-        audio = container.streams.audio[0].codec_context.name if container.streams.audio \
-            else None
-    info = VideoInfo(os.fspath(path), width, height, rotation % 360, max(frames, 1), fps,
-                     duration, ctx.name, Fraction(tb), audio, end)
-    _check_timing(info, limits, what)
-    return info
+    return replace(info, rotation=rotation % 360)
 
 
 def _check_size(width: int, height: int, limits: VideoLimits, what: str) -> None:
