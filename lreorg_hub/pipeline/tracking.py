@@ -72,7 +72,7 @@ class TrackerSettings:
     iou_threshold: float = 0.2
     max_missed: int = 8
     min_cutoff: float = 1.0
-    beta: float = 0.7
+    beta: float = 5.0
 
     def __post_init__(self):
         if not 0 < self.iou_threshold <= 1:
