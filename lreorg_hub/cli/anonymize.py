@@ -9,6 +9,7 @@ import sys
 from .args import (add_protect_arguments, add_runtime_arguments, add_weight_arguments,
                    build_pipeline, check_weight_arguments, protect_options)
 from .inputs import collect_inputs, describe_failure, prepare_out, write_outputs
+from .video import add_video_arguments, anonymize_clip, check_video_inputs, video_options
 
 
 def _check_arguments(args: argparse.Namespace):
@@ -23,11 +24,14 @@ def _check_arguments(args: argparse.Namespace):
     check_output_size(args.output_size)
     _check_settings(0.1, 4, 1, args.min_face_size)
     check_device(args.device)
+    video_options(args)
     return options
 
 
 def _cmd_anonymize(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
+
+    from ..image.video import is_video
 
     options = _check_arguments(args)
     out_dir = prepare_out(args.out)
@@ -41,12 +45,17 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
     # Against what was loaded (rank window ≤ m, keywords in the bundle, fitted anonymizers),
     # still before the first photo.
     options = pipe.check(options)
-    done = []
-    for file, stem in tqdm(inputs, desc="anonymizing", unit="photo", disable=args.quiet):
+    check_video_inputs(pipe, options, inputs)
+    video, done = video_options(args), []
+    for file, stem in tqdm(inputs, desc="anonymizing", unit="input", disable=args.quiet):
         try:
+            if is_video(file):
+                done.append(anonymize_clip(pipe, file, stem, out_dir, options, video,
+                                           args.quiet))
+                continue
             result = pipe(file, options, anonymized_crops=args.save_crops)
             write_outputs(result, stem, out_dir, args.save_crops)
-        except Exception as e:  # one photo never ends the run: record it and go on
+        except Exception as e:  # one input never ends the run: record it and go on
             failures.append((str(file), describe_failure(e)))
             continue
         done.append({"input": str(file), "output": str(stem.with_suffix(".png"))})
@@ -60,25 +69,30 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
     for file, error in failures:
         print(f"lreorg: skipped {file}: {error}", file=sys.stderr)
     if not args.quiet:
-        print(f"{len(done)} photo(s) anonymized into {out_dir}, {len(failures)} failed",
+        print(f"{len(done)} input(s) anonymized into {out_dir}, {len(failures)} failed",
               file=sys.stderr)
     return 1 if failures else 0
 
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "anonymize", help="anonymize the faces in photos (files and folders)",
+        "anonymize", help="anonymize the faces in photos and videos (files and folders)",
         description="Anonymize every face in the given photos and folders. Writes OUT/NAME.png "
                     "(the photo with faces replaced, no metadata), OUT/NAME.json (the public "
                     "privacy record) and OUT/summary.json. Every argument is checked before "
                     "any photo is read (exit status 2 on a bad one). Photos that fail (unreadable, "
                     "no face, anything else) are skipped and listed in the summary; the run goes "
-                    "on and the exit status is 1 if any failed.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+                    "on and the exit status is 1 if any failed. Videos (mp4, mov, m4v, mkv, "
+                    "webm, avi) give OUT/NAME.mp4 (same frames, timing, rotation and audio, one "
+                    "identity draw per tracked face) and OUT/NAME.json.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or "
+                                                               "folders")
     p.add_argument("--out", required=True, help="output folder")
     add_weight_arguments(p)
     add_protect_arguments(p, method_default="lreorg")
     add_runtime_arguments(p)
     p.add_argument("--save-crops", action="store_true",
-                   help="also save each face's aligned input, anonymized crop and samples")
+                   help="also save each face's aligned input, anonymized crop and samples "
+                        "(photos only)")
+    add_video_arguments(p)
     p.set_defaults(func=_cmd_anonymize)

@@ -9,10 +9,13 @@ import os
 import stat
 from pathlib import Path
 
+from ..image.video import VIDEO_SUFFIXES
+
 __all__ = ["IMAGE_SUFFIXES", "collect_inputs", "prepare_out", "write_outputs",
            "describe_failure"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+INPUT_SUFFIXES = IMAGE_SUFFIXES | set(VIDEO_SUFFIXES)   # what a folder contributes
 
 
 # Names at the top of --out that the run itself writes: a photo called summary.* gets
@@ -62,7 +65,7 @@ def _walk(folder: Path, skip: Path | None) -> tuple[list[Path], list[tuple[str, 
         dirs.sort()
         for name in sorted(names):
             path = here / name
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
+            if path.suffix.lower() not in INPUT_SUFFIXES:
                 continue
             why = _not_a_photo(path)
             if why is None and path.is_dir():
