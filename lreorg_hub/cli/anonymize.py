@@ -47,7 +47,7 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
     options = pipe.check(options)
     check_video_inputs(pipe, options, inputs)
     video, done = video_options(args), []
-    for file, stem in tqdm(inputs, desc="anonymizing", unit="input", disable=args.quiet):
+    for file, stem in tqdm(inputs, desc="anonymizing", unit="photo", disable=args.quiet):
         try:
             if is_video(file):
                 done.append(anonymize_clip(pipe, file, stem, out_dir, options, video,
@@ -55,7 +55,7 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
                 continue
             result = pipe(file, options, anonymized_crops=args.save_crops)
             write_outputs(result, stem, out_dir, args.save_crops)
-        except Exception as e:  # one input never ends the run: record it and go on
+        except Exception as e:  # one photo never ends the run: record it and go on
             failures.append((str(file), describe_failure(e)))
             continue
         done.append({"input": str(file), "output": str(stem.with_suffix(".png"))})
@@ -69,8 +69,9 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
     for file, error in failures:
         print(f"lreorg: skipped {file}: {error}", file=sys.stderr)
     if not args.quiet:
-        print(f"{len(done)} input(s) anonymized into {out_dir}, {len(failures)} failed",
-              file=sys.stderr)
+        clips = sum(1 for d in done if "frames" in d)
+        print(f"{len(done) - clips} photo(s)" + (f" and {clips} video(s)" if clips else "") +
+              f" anonymized into {out_dir}, {len(failures)} failed", file=sys.stderr)
     return 1 if failures else 0
 
 
