@@ -71,10 +71,13 @@ def register(sub) -> None:
                     "with the same OUT and key file skips finished shards. Per-item seeds come "
                     "from a master secret in --key-file (created owner-only on the first run), "
                     "which must stay apart from the outputs. See docs/SCALE.md.")
-    p.add_argument("source", metavar="SRC", help="folder of images, .parquet file, or a "
-                                                 "save_to_disk dataset folder")
+    p.add_argument("source", metavar="SRC", help="folder of images or of videos, .parquet "
+                                                 "file, or a save_to_disk dataset folder")
     p.add_argument("--out", required=True, help="output folder (shared storage on a cluster)")
-    p.add_argument("--format", default="auto", choices=["auto", "folder", "parquet", "hf"])
+    p.add_argument("--format", default="auto", choices=["auto", "folder", "parquet", "hf",
+                                                         "videos"],
+                   help="auto: a folder holding only video files is 'videos' (one clip per "
+                        "task, OUT/NAME.mp4 each)")
     p.add_argument("--image-column", help="table formats: the image column (auto-detected)")
     p.add_argument("--id-column", help="table formats: unique id column (default: row number)")
     p.add_argument("--key-file", help="master secret (hex); created when missing (default: a "

@@ -82,8 +82,10 @@ def anonymize_dataset(src: str | Path, out: str | Path,
                          f"{gpus_per_actor!r} and {cpus_per_actor!r}")
     src, out = Path(src), Path(out)
     kind = detect_kind(src) if kind == "auto" else kind
-    if kind not in ("folder", "parquet", "hf"):
-        raise ValueError(f"format must be auto, folder, parquet or hf, got {kind!r}")
+    if kind not in ("folder", "parquet", "hf", "videos"):
+        raise ValueError(f"format must be auto, folder, parquet, hf or videos, got {kind!r}")
+    if kind == "videos":  # one clip per task (dataset/videos.py)
+        options = replace(options, shard_size=1)
     source_spec = SourceSpec(kind, str(src.resolve()), image_column, id_column)
     source = open_source(source_spec)
     if out.resolve() == src.resolve() or (kind == "folder" and is_within(out, src)):
@@ -91,7 +93,7 @@ def anonymize_dataset(src: str | Path, out: str | Path,
     ids = source.ids()
     if not ids:
         raise DatasetRunError(f"{src} holds no items (for a folder: no image files in it or "
-                              f"its sub-folders)")
+                              f"its sub-folders; for --format videos: no video files)")
     count, size = len(ids), options.shard_size
     n_shards = (count + size - 1) // size
     run = {"version": 1, "format": kind, "source": source_spec.path, "items": count,
@@ -108,7 +110,7 @@ def anonymize_dataset(src: str | Path, out: str | Path,
         # --bundle) leaves no run.json that a corrected rerun would be refused against. On
         # Ray the driver only checks the options (on CPU: the head node may have no GPU).
         _validate_options(pipeline if engine == "local" else replace(pipeline, device="cpu"),
-                          options)
+                          options, videos=kind == "videos")
         key = key() if callable(key) else key
         out.mkdir(parents=True, exist_ok=True)
         if not started:
@@ -157,7 +159,13 @@ def anonymize_dataset(src: str | Path, out: str | Path,
     return summary
 
 
-def _validate_options(spec: PipelineSpec, options: DatasetOptions) -> None:
+def _validate_options(spec: PipelineSpec, options: DatasetOptions, videos: bool = False
+                      ) -> None:
     """Refuse bad options once, before any item is read, with the pipeline's own message
-    (against the weights that will run)."""
-    engines.local_pipeline(spec).check(options.protect)
+    (against the weights that will run; for clips, also what a video takes)."""
+    pipe = engines.local_pipeline(spec)
+    pipe.check(options.protect)
+    if videos:
+        from ..pipeline.video import check_video_options
+
+        check_video_options(pipe, options.protect)

@@ -25,6 +25,10 @@ def anonymize_shard(pipe, shard: ShardInput, options: DatasetOptions, key: bytes
     from ..method.rng import SecretSeed
     from ..pipeline import NoFaceError
 
+    if hasattr(shard, "sources"):  # a clip (dataset/videos.py): its job runs as it is written
+        from .videos import anonymize_video_shard
+
+        return anonymize_video_shard(pipe, shard, options, key)
     n = len(shard.ids)
     results: list = [None] * n
     records: list[dict] = [{} for _ in range(n)]

@@ -66,7 +66,9 @@ def detect_kind(path: str | Path) -> str:
     if path.is_dir():
         if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
             return "hf"
-        return "folder"
+        from .videos import holds_videos_only
+
+        return "videos" if holds_videos_only(path) else "folder"
     if path.is_file() and path.suffix.lower() == ".parquet":
         return "parquet"
     if not path.exists():
@@ -76,6 +78,10 @@ def detect_kind(path: str | Path) -> str:
 
 
 def open_source(spec: SourceSpec):
+    if spec.kind == "videos":
+        from .videos import VideoFolderSource
+
+        return VideoFolderSource(spec)
     return {"folder": FolderSource, "parquet": ParquetSource, "hf": HFSource}[spec.kind](spec)
 
 
