@@ -25,6 +25,7 @@ import gradio as gr
 
 from lreorg_hub.method import keywords as kw
 from lreorg_hub import serving as sv
+from lreorg_hub.serving import video as sv_video, webcam as sv_webcam
 
 logger = logging.getLogger("lreorg_hub.app")
 
@@ -295,6 +296,90 @@ def build_about_tab(runtime: sv.Runtime) -> None:
     gr.Markdown("**Weights.** " + runtime.banner().replace("\n", "\n\n"))
 
 
+# ---------------------------------------------------------------------------------------------
+# Video and Webcam tabs: the work is in lreorg_hub.serving.video and .webcam
+
+
+def _clip_gpu_seconds(path, options, out_dir, progress=None) -> int:
+    return sv_video.clip_gpu_seconds(path)
+
+
+@GPU(duration=_clip_gpu_seconds)  # one GPU call per clip, its length from the clip's frames
+def _protect_clip_on_device(path, options, out_dir, progress=None):
+    return sv_video.protect_clip(RUNTIME, path, options, out_dir, progress)
+
+
+@GPU(duration=10)
+def _webcam_on_device(frame, session, method, epsilon):
+    return sv_webcam.webcam_frame(RUNTIME, frame, session, method, epsilon)
+
+
+def anonymize_clip(upload, method, epsilon, progress=gr.Progress()):
+    """Anonymize one uploaded clip: (the clip, its record in words, the record as JSON)."""
+    try:
+        options = sv_video.stream_options(RUNTIME, method, epsilon)
+        video = upload.get("video", upload) if isinstance(upload, dict) else upload
+        path = video.get("path") if isinstance(video, dict) else video
+        result = _protect_clip_on_device(path, options, gr.utils.get_upload_folder(),
+                                         progress)
+    except Exception as exc:
+        raise _page_error(exc) from None
+    return result.path, result.text, result.record
+
+
+def webcam_frames(frame, session, method, epsilon):
+    """One streamed camera frame through the visitor's session (kept on the server)."""
+    try:
+        return _webcam_on_device(frame, session, method, epsilon)
+    except Exception as exc:
+        raise _page_error(exc) from None
+
+
+def build_video_tab(runtime: sv.Runtime) -> None:
+    gr.Markdown("Upload a short clip: every face is followed from frame to frame and gets "
+                "**one** replacement identity for the whole clip (one ε-DP draw per tracked "
+                "face); pose and expression come from each frame. " +
+                sv_video.CLIP_LIMITS.text(), elem_id="video-limits")
+    with gr.Row():
+        with gr.Column(scale=1):
+            clip = gr.Video(sources=["upload"], label="Your clip", elem_id="clip")
+            method = gr.Dropdown([(sv.METHOD_LABELS.get(m, m), m) for m in runtime.methods],
+                                 value=runtime.default_method, label="Method")
+            epsilon = gr.Slider(0.0, runtime.limits.max_epsilon, value=runtime.default_epsilon,
+                                step=0.1, label="Privacy budget ε per tracked face")
+            run = gr.Button("Anonymize the clip", variant="primary", elem_id="run-video")
+        with gr.Column(scale=2):
+            result = gr.Video(label="Anonymized clip", elem_id="clip-anonymized",
+                              interactive=False)
+            record_text = gr.Markdown(elem_id="clip-record")
+            record_json = gr.JSON(label="Privacy record (JSON)")
+    run.click(anonymize_clip, [clip, method, epsilon], [result, record_text, record_json],
+              api_name="anonymize_video", api_visibility="undocumented", preprocess=False)
+
+
+def build_webcam_tab(runtime: sv.Runtime) -> None:
+    gr.Markdown("Your camera, anonymized live: each face is tracked, blurred until it has "
+                "been seen for a few frames, then replaced by one drawn identity for as long "
+                "as it stays tracked. The session's random secret stays on the server and is "
+                "never shown; nothing is recorded.")
+    with gr.Row():
+        with gr.Column():
+            camera = gr.Image(sources=["webcam"], streaming=True, type="numpy",
+                              label="Your camera", elem_id="webcam")
+            method = gr.Dropdown([(sv.METHOD_LABELS.get(m, m), m) for m in runtime.methods],
+                                 value=runtime.default_method, label="Method")
+            epsilon = gr.Slider(0.0, runtime.limits.max_epsilon, value=runtime.default_epsilon,
+                                step=0.1, label="Privacy budget ε per tracked face")
+        with gr.Column():
+            anonymized = gr.Image(type="numpy", label="Anonymized", elem_id="webcam-anonymized")
+            rate = gr.Markdown(sv_webcam.webcam_text(None), elem_id="webcam-fps")
+    session = gr.State(None)   # the tracker and the per-session secret, server-side only
+    camera.stream(webcam_frames, [camera, session, method, epsilon],
+                  [anonymized, session, rate], stream_every=sv_webcam.STREAM_EVERY,
+                  time_limit=sv_webcam.TIME_LIMIT, api_visibility="private",
+                  show_progress="hidden")
+
+
 def build_app(runtime: sv.Runtime, cache_seconds: int = 300) -> gr.Blocks:
     global RUNTIME
     RUNTIME = runtime
@@ -306,6 +391,10 @@ def build_app(runtime: sv.Runtime, cache_seconds: int = 300) -> gr.Blocks:
             build_visitor_tab(runtime)
         with gr.Tab("Compare methods (reviewers)"):
             build_reviewers_tab(runtime)
+        with gr.Tab("Video", elem_id="tab-video"):
+            build_video_tab(runtime)
+        with gr.Tab("Webcam", elem_id="tab-webcam"):
+            build_webcam_tab(runtime)
         with gr.Tab("Privacy"):
             build_about_tab(runtime)
     return demo

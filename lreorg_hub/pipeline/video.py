@@ -48,7 +48,8 @@ from .results import StageTimer
 from .tracking import DETECTED, Tracker, TrackerSettings
 from .video_record import TrackStats, video_record
 
-__all__ = ["DRAWS", "VideoOptions", "VideoResult", "anonymize_video", "run_secret"]
+__all__ = ["DRAWS", "VideoOptions", "VideoResult", "anonymize_video", "run_secret",
+           "check_video_options", "base_record"]
 
 DRAWS = ("per-track", "per-frame")
 _SECRET_CONTEXT = b"lreorg-hub video track coins v1\x00"
@@ -191,7 +192,7 @@ def anonymize_video(pipe, src: str | os.PathLike, dst: str | os.PathLike,
 
     # Pass 2: generate every frame and write it.
     stats: dict[int, TrackStats] = {}
-    base = _base_record(pipe, runner, opts)
+    base = base_record(pipe, runner, opts)
     with VideoWriter(dst, info, container=video.container, audio=video.audio,
                      crf=video.crf) as writer:
         for batch in _batches(VideoReader(info), video.batch_frames):
@@ -232,7 +233,7 @@ def anonymize_video(pipe, src: str | os.PathLike, dst: str | os.PathLike,
                        time.perf_counter() - start, timer.timings)
 
 
-def _base_record(pipe, runner, opts: ProtectOptions) -> PrivacyRecord:
+def base_record(pipe, runner, opts: ProtectOptions) -> PrivacyRecord:
     """The method's record (what ran, ε, guarantee) before any face: from a run on no code
     (latent methods) or no face (image baselines)."""
     if isinstance(runner, LatentMethod):
