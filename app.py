@@ -378,6 +378,20 @@ def build_webcam_tab(runtime: sv.Runtime) -> None:
                   [anonymized, session, rate], stream_every=sv_webcam.STREAM_EVERY,
                   time_limit=sv_webcam.TIME_LIMIT, api_visibility="private",
                   show_progress="hidden")
+    _purge_cache_at_exit(gr.context.Context.root_block)
+
+
+def _purge_cache_at_exit(blocks) -> None:
+    """A stream or a State makes every page (and gradio_client) hold a heartbeat connection;
+    Gradio 6.31 then waits longer than its 5 s to stop the server and skips the shutdown
+    purge of ``delete_cache``. Purge at interpreter exit instead (Ctrl-C; SIGTERM skips it,
+    as it skips Gradio's own)."""
+    import atexit
+
+    from gradio.route_utils import delete_files_created_by_app
+
+    if blocks is not None:
+        atexit.register(delete_files_created_by_app, blocks, None)
 
 
 def build_app(runtime: sv.Runtime, cache_seconds: int = 300) -> gr.Blocks:
