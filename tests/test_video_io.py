@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from lreorg_hub.demo_clips import write_clip
-from lreorg_hub.image.video import (VideoLimits, VideoLoadError, VideoReader, VideoWriter,
-                                    probe_video)
+from lreorg_hub.image.video import VideoLimits, VideoLoadError, VideoReader, probe_video
+from lreorg_hub.image.video_writer import VideoWriter
 
 PTS = [0, 33, 66, 150, 183, 400, 433, 466, 500, 700, 733, 766]   # ms: a variable rate
 LOCATION = "+48.8584+002.2945/"

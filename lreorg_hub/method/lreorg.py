@@ -223,6 +223,20 @@ class LReOrgModule(nn.Module):
             return self.laplace_anonymizer(f, epsilon, generator)
         return self.identity_anonymizer(f, epsilon, rank_window, mechanism, generator)
 
+    def _draw_settings(self, identity: str, mechanism: str, epsilon: float | None,
+                       rank_window: Sequence[int] | None) -> tuple[float, tuple[int, int]]:
+        """(ε, window) checked, the bundle's defaults for None."""
+        if identity not in IDENTITY_METHODS:
+            raise ValueError(f"identity must be one of {', '.join(IDENTITY_METHODS)}, got "
+                             f"{identity!r}")
+        if mechanism not in MECHANISMS:
+            raise ValueError(f"mechanism must be one of {', '.join(MECHANISMS)}, got "
+                             f"{mechanism!r}")
+        eps = check_epsilon(self.default_epsilon if epsilon is None else epsilon)
+        window = check_rank_window(tuple(rank_window or self.default_rank_window),
+                                   self.identity_anonymizer.num_groups)
+        return eps, window
+
     # -- one draw applied to many codes (a video track, SPEC §9) ----------------------------
     @torch.no_grad()
     def identity_features(self, codes: Tensor) -> Tensor:
@@ -240,15 +254,7 @@ class LReOrgModule(nn.Module):
         :meth:`reorganize` draws it (``identity``: "gia", "laplace", "k-anonymity"). Each row
         is one draw and spends ε; pass the result to ``reorganize_many(identities=...)`` to
         apply it to many codes (every frame of a video track) without drawing again."""
-        if identity not in IDENTITY_METHODS:
-            raise ValueError(f"identity must be one of {', '.join(IDENTITY_METHODS)}, got "
-                             f"{identity!r}")
-        if mechanism not in MECHANISMS:
-            raise ValueError(f"mechanism must be one of {', '.join(MECHANISMS)}, got "
-                             f"{mechanism!r}")
-        eps = check_epsilon(self.default_epsilon if epsilon is None else epsilon)
-        window = check_rank_window(tuple(rank_window or self.default_rank_window),
-                                   self.identity_anonymizer.num_groups)
+        eps, window = self._draw_settings(identity, mechanism, epsilon, rank_window)
         f = features.to(self.device, torch.float32).reshape(-1, *self.feature_shape)
         generator = generator if generator is not None else fresh_generator()
         return self._replace_identity(f, identity, mechanism, eps, window, generator)
@@ -319,15 +325,7 @@ class LReOrgModule(nn.Module):
         keywords run as usual, on each code's own residual.
         """
         k1, k2 = kw.validate_selection(anonymize, recover, self.keywords)
-        if identity not in IDENTITY_METHODS:
-            raise ValueError(f"identity must be one of {', '.join(IDENTITY_METHODS)}, got "
-                             f"{identity!r}")
-        if mechanism not in MECHANISMS:
-            raise ValueError(f"mechanism must be one of {', '.join(MECHANISMS)}, got "
-                             f"{mechanism!r}")
-        eps = check_epsilon(self.default_epsilon if epsilon is None else epsilon)
-        window = check_rank_window(tuple(rank_window or self.default_rank_window),
-                                   self.identity_anonymizer.num_groups)
+        eps, window = self._draw_settings(identity, mechanism, epsilon, rank_window)
         samples = check_samples(samples, upper=2**16)
         if len(codes) != len(seeds):
             raise ValueError(f"{len(codes)} code tensors but {len(seeds)} seeds")

@@ -36,8 +36,8 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from ..image.video import (CONTAINERS, VideoFrame, VideoLimits, VideoReader, VideoWriter,
-                           probe_video)
+from ..image.video import VideoFrame, VideoLimits, VideoReader, probe_video
+from ..image.video_writer import CONTAINERS, VideoWriter
 from ..method.rng import derive_seed
 from ..privacy import PrivacyRecord
 from . import stages
@@ -103,6 +103,8 @@ class VideoResult:
     fps: float
     seconds: float
     timings: dict[str, float]
+    #: private: each frame's tracked faces (boxes, landmarks), for evaluation; never published
+    faces: list = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
         """What a run writes next to the clip: its size, frame count and the public record."""
@@ -230,7 +232,7 @@ def anonymize_video(pipe, src: str | os.PathLike, dst: str | os.PathLike,
                           seed_source=source, detect_every=video.detect_every,
                           covered_rule=missed_rule(opts), audio_note=writer.audio_note)
     return VideoResult(Path(dst), record, len(plan), info.size, info.fps,
-                       time.perf_counter() - start, timer.timings)
+                       time.perf_counter() - start, timer.timings, plan)
 
 
 def base_record(pipe, runner, opts: ProtectOptions) -> PrivacyRecord:
