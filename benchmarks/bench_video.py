@@ -44,14 +44,14 @@ HERE = Path(__file__).resolve().parent
 SCENES = ("pan", "zoom", "still")
 
 
-def demo_pipeline(device: str = "cpu"):
+def demo_pipeline(device: str = "cpu", style_mix: bool = True):
     from lreorg_hub.demo import build_demo_backbone, build_demo_bundle, build_demo_style_mix
     from lreorg_hub.pipeline import LReOrgPipeline
 
     backbone = build_demo_backbone(0)
     return LReOrgPipeline(build_demo_bundle(backbone, 0), backbone.encoder, backbone.generator,
-                          backbone.latent_avg, style_mix=build_demo_style_mix(backbone, 0),
-                          device=device)
+                          backbone.latent_avg, device=device,
+                          style_mix=build_demo_style_mix(backbone, 0) if style_mix else None)
 
 
 def pipeline(args):
@@ -67,7 +67,7 @@ def pipeline(args):
         pipe = LReOrgPipeline.from_pretrained(args.bundle, backbone=args.backbone,
                                               style_mix=args.style_mix, device=device)
     else:
-        pipe = demo_pipeline(device)
+        pipe = demo_pipeline(device, "style-mix" in args.methods.split(","))
     return pipe.to(dtype=args.dtype) if args.dtype != "float32" else pipe
 
 
@@ -128,7 +128,7 @@ def flicker(args, pipe, folder: Path) -> list[dict]:
         encoder = IdentityEncoder(pretrained=args.identity_weights, crop=FFHQ_FACE_CROP).eval()
     rows = []
     methods = [m for m in args.methods.split(",") if m in pipe.available_methods()]
-    for scene in SCENES:
+    for scene in args.scenes.split(","):
         clip = make_clip(folder, scene, args.frames, args.size)
         inputs = [f.image for f in VideoReader(probe_video(clip))]
         for method, draw in itertools.product(methods, ("per-track", "per-frame")):
@@ -186,7 +186,7 @@ def memory_child(clip: str, detect_every: int) -> None:
     from lreorg_hub.pipeline import ProtectOptions
     from lreorg_hub.pipeline.video import VideoOptions
 
-    pipe = demo_pipeline()
+    pipe = demo_pipeline(style_mix=False)
     pipe.detector  # built before the baseline is taken
     base = peak_rss_mib()
     with tempfile.TemporaryDirectory() as tmp:
@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=size, default=(256, 192), help="WxH of the clips")
     p.add_argument("--minutes", type=float, nargs="+", default=[1, 5], help="--memory")
     p.add_argument("--methods", default="lreorg,style-mix")
+    p.add_argument("--scenes", default=",".join(SCENES), help="flicker: " + ", ".join(SCENES))
     p.add_argument("--detect-every", type=int, default=1)
     p.add_argument("--batch-frames", type=int, default=8)
     p.add_argument("--full", action="store_true", help="full-size networks, random weights")

@@ -227,3 +227,23 @@ def test_ctrl_c_while_generating_leaves_nothing(video_pipe, sprite, tmp_path):
         anonymize_video(video_pipe, src, out / "clip.mp4", ProtectOptions(method="lreorg"),
                         VideoOptions(batch_frames=4), on_frame=interrupt)
     assert list(out.iterdir()) == []
+
+
+def test_a_live_stream_blurs_a_face_until_its_track_is_confirmed_then_draws_once(
+        video_pipe, sprite):
+    from lreorg_hub.pipeline.live import LiveSession
+
+    session = LiveSession(video_pipe, ProtectOptions(method="lreorg"), confirm_frames=3)
+    frames = list(scene_frames("still", sprite, 8, SIZE))
+    outs = [session.process(f, now=i / 10) for i, f in enumerate(frames)]
+    x0, y0, x1, y1 = FACE
+    inner = (slice(y0 + 5, y1 - 5), slice(x0 + 5, x1 - 5))
+    for out in outs[:2]:   # seen twice, not yet drawn: covered by the fallback, never shown
+        assert np.abs(out[inner].astype(int) - frames[0][inner]).mean() > 3
+    assert all(np.array_equal(outs[2], o) for o in outs[3:])     # the third: one identity
+    assert not np.array_equal(outs[1], outs[2])
+    assert session.summary()["tracks_drawn"] == 1 and session.drawn == 1
+    assert session.summary()["epsilon_per_track"] == 1.0 and session.fps > 0
+    assert repr(session) == "LiveSession(method='lreorg', frames=8, tracks drawn=1)"
+    with pytest.raises(ValueError, match="a live stream takes no seed"):
+        LiveSession(video_pipe, ProtectOptions(method="lreorg", seed=1))
