@@ -100,7 +100,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "fit-style-mix", help="fit the training-free style-mix groups on a backbone's generator",
         description="k-means groups of mapping-network samples (synthetic identities only) for "
-                    "--method style-mix; writes style_mix_config.json + style_mix.safetensors.")
+                    "--method style-mix; writes config.json + model.safetensors + a card (README.md).")
     p.add_argument("out", help="output folder")
     p.add_argument("--backbone", help="e4e / rosinality checkpoint (default: "
                                       "LREORG_BACKBONE_PATH, else the default Hub file)")
