@@ -175,7 +175,8 @@ def test_roundtrip_error_is_logged_and_warned_about(parts, tmp_path):
     assert logged > 0
     assert logged == pytest.approx(roundtrip_error(
         trainer.cdfnet, trainer.heldout, trainer.model.keyword_embeddings[:1]), rel=1e-2)
-    assert rows[0]["L_I"] and rows[0]["L_s"] == ""  # terms of the other objective stay empty
+    # only the trained keyword's objective has columns; every term of it is filled
+    assert rows[0]["IOS/L_I"] and rows[0]["identity/L_r"] and "AOS/L_s" not in rows[0]
 
 
 def test_saved_bundle_records_its_roundtrip_error(parts, tmp_path):
@@ -238,7 +239,10 @@ def test_configuration_from_file_and_overrides(tmp_path):
 
 @pytest.mark.parametrize("values, message", [
     ({"steps": 0}, "steps must be a positive integer"),
-    ({"mixed_precision": "fp16"}, "mixed_precision must be 'no' or 'bf16'"),
+    ({"mixed_precision": "fp8"}, "mixed_precision must be 'no', 'bf16' or 'fp16'"),
+    ({"loss_reduction": "max"}, "loss_reduction must be one of"),
+    ({"latents": "z"}, "latents must be 'w' or 'w\\+'"),
+    ({"mixing_sources": 1}, "mixing_sources must be an integer >= 2"),
     ({"noise_mode": "random"}, "noise_mode must be 'const' or 'none'"),
     ({"generator_output_size": 200}, "generator_output_size must be null or a power of two"),
     ({"ios_weights": {"identiti": 1.0}}, "ios_weights has unknown term"),

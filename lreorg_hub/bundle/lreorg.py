@@ -62,7 +62,25 @@ class LReOrg(LReOrgModule, PyTorchModelHubMixin,
              tags=["face-anonymization", "privacy", "differential-privacy", "stylegan2", "lreorg"],
              model_card_template=_card_template()):
     """The LReOrg bundle: ``LReOrgModule`` saved as config.json + model.safetensors (+ the
-    model card) and loaded strictly from a folder or the Hub."""
+    model card) and loaded strictly from a folder or the Hub.
+
+    ``provenance`` (config.json) records what made the bundle: under "training" the backbone
+    file and scorer weights ``lreorg train`` used, under "fitting" those of
+    ``lreorg fit-anonymizers`` (see ``lreorg_hub.training.provenance``); None for a bundle
+    made otherwise. ``lreorg push`` checks it.
+    """
+
+    def __init__(self, *args, provenance: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if provenance is not None and not isinstance(provenance, dict):
+            raise ValueError(f"provenance must be an object, got {provenance!r}")
+        self.provenance = provenance
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        if self.provenance:
+            config["provenance"] = self.provenance
+        return config
 
     # -- Hub: saving and strict loading ------------------------------------------------------
     def generate_model_card(self, *args, **kwargs) -> ModelCard:
