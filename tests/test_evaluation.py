@@ -279,12 +279,13 @@ def test_cli_eval_runs_on_local_files(photo_bundle, tiny_backbone, photos, tmp_p
         torch.save(InceptionResnetV1(pretrained=None).state_dict(), tmp_path / "judge.pt")
     (tmp_path / "clip.json").write_text(json.dumps(TINY_CLIP))
     out = tmp_path / "eval"
-    rc = main(["eval", str(photos), "--out", str(out), "--bundle", str(tmp_path / "bundle"),
-               "--backbone", str(tmp_path / "backbone.pt"), "--methods", "lreorg,blur",
-               "--epsilons", "", "--recovery-keywords", "gender", "--judge",
-               str(tmp_path / "judge.pt"), "--clip-pretrained", "none", "--clip-config",
-               str(tmp_path / "clip.json"), "--fid-features", "clip", "--min-face-size", "40",
-               "--device", "cpu", "--seed", "1", "--quiet"])
+    argv = ["eval", str(photos), "--out", str(out), "--bundle", str(tmp_path / "bundle"),
+            "--backbone", str(tmp_path / "backbone.pt"), "--methods", "lreorg,blur",
+            "--epsilons", "", "--recovery-keywords", "gender", "--judge",
+            str(tmp_path / "judge.pt"), "--clip-pretrained", "none", "--clip-config",
+            str(tmp_path / "clip.json"), "--fid-features", "clip", "--min-face-size", "40",
+            "--device", "cpu", "--seed", "1", "--quiet"]
+    rc = main(argv)
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| Method | PSR (%) ↑ (facenet judge.pt) | Detection (%) ↑ | APR (%) ↑ | FID ↓ |" \
@@ -292,8 +293,24 @@ def test_cli_eval_runs_on_local_files(photo_bundle, tiny_backbone, photos, tmp_p
     results = json.loads((out / "results.json").read_text())
     assert results["main"] == ["original", "lreorg", "blur"]
     assert results["methods"]["original"]["psr"] == 0.0
-    assert results["config"]["fid_features"] == "clip-ViT-B-32"
+    assert results["config"]["fid_features"] == "clip-ViT-B-16"  # the APR CLIP, not L_s's
     assert list(results["recovery"]) == ["gender"]
+    # what was evaluated, with which weights (lreorg push checks these)
+    from lreorg_hub.bundle.digests import sha256_file
+
+    prov = results["config"]["provenance"]
+    assert prov["bundle"]["sha256"] == sha256_file(tmp_path / "bundle" / "model.safetensors")
+    assert prov["judge"]["weights"] == str(tmp_path / "judge.pt")
+    assert prov["apr_clip"]["weights"] == "random" and prov["apr_clip"]["model_name"] == "ViT-B-16"
+    assert results["config"]["dataset"]["name"] == photos.name
+    # resumed in a new process's worth of scorers: the random-weight scorers are seeded, so
+    # the photo evaluated again gives the same numbers
+    first = sorted((out / "records").glob("*.json"))[0]
+    first.unlink()
+    first.with_suffix(".safetensors").unlink(missing_ok=True)
+    assert main(["eval", *argv[1:]]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["methods"] == results["methods"]
 
 
 def test_default_fid_network_reads_local_weights(tmp_path, monkeypatch):
@@ -318,3 +335,18 @@ def test_default_fid_network_reads_local_weights(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not a state dict of tensors"):
         torch.save({"a": [1, 2]}, tmp_path / "bad.pt")
         InceptionFeatures(weights_path=str(tmp_path / "bad.pt"))
+
+
+def test_fid_on_few_images_is_warned_about():
+    from lreorg_hub.evaluation.metrics import MIN_FID_IMAGES, fid_sample_warning
+
+    assert MIN_FID_IMAGES == 2000
+    assert fid_sample_warning(1) is None  # no FID at all below two faces
+    assert fid_sample_warning(2000) is None
+    note = fid_sample_warning(4)
+    assert note.startswith("FID is computed on 4 face(s), fewer than 2,000")
+    results = {"config": EvalConfig().to_dict(), "photos": {"evaluated": 4, "no_face": [],
+                                                            "failed": []},
+               "faces": 4, "main": [], "sweep": {}, "methods": {}, "recovery": {},
+               "preserved_attributes": [], "warnings": [note]}
+    assert f"> **Note:** {note}" in markdown_tables(results)

@@ -92,6 +92,12 @@ class LReOrg(LReOrgModule, PyTorchModelHubMixin,
         kwargs.setdefault("fitted", fitted)
         kwargs.setdefault("backbone", self.backbone)
         kwargs.setdefault("text_encoder", self.text_encoder)
+        from .card import backbone_terms  # card imports this module
+        from .vetting import unfitted_anonymizers
+
+        kwargs.setdefault("provenance", self.provenance or {})
+        kwargs.setdefault("unfitted", unfitted_anonymizers(self))
+        kwargs.setdefault("terms", backbone_terms(self.backbone))
         return super().generate_model_card(*args, **kwargs)
 
     def save_pretrained(self, save_directory: str | Path, *, config: dict | None = None,

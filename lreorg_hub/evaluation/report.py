@@ -35,6 +35,8 @@ def markdown_tables(results: dict) -> str:
         "",
         main_table(results),
     ]
+    for note in results.get("warnings") or []:
+        parts += ["", f"> **Note:** {note}"]
     if any(results["sweep"].values()):
         parts += ["", "## Privacy–utility sweep over ε", "",
                   "| Method | ε | PSR (%) ↑ | Detection (%) ↑ | APR (%) ↑ | FID ↓ |",

@@ -15,38 +15,16 @@ A seed is recorded only when the user chose it (an OS-entropy seed is never writ
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
 
-import torch
+from ..bundle.digests import RANDOM, sha256_file, sha256_state
 
 __all__ = ["sha256_file", "sha256_state", "describe_backbone", "describe_scorer",
            "hub_commit_of", "RANDOM"]
 
-#: What ``weights`` says for a scorer built with random weights (tests and timing only).
-RANDOM = "random"
-
 _SNAPSHOT = re.compile(r"snapshots[/\\]([0-9a-f]{40})[/\\]")
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_state(module: torch.nn.Module) -> str:
-    """sha256 over a module's state dict: each entry's name, dtype, shape and raw bytes."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
-        digest.update(t.flatten().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def hub_commit_of(path: str | os.PathLike) -> str | None:
