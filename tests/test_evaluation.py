@@ -350,3 +350,62 @@ def test_fid_on_few_images_is_warned_about():
                "faces": 4, "main": [], "sweep": {}, "methods": {}, "recovery": {},
                "preserved_attributes": [], "warnings": [note]}
     assert f"> **Note:** {note}" in markdown_tables(results)
+
+
+def _sweep_results():
+    """Three ε-methods whose points coincide (ε 0.5 to 4 at one point per method; lreorg and
+    k-anonymity at the same point) and three methods without ε."""
+    def row(label, method, psr, apr, eps=None):
+        return {"method": method, "label": label, "epsilon": eps, "psr": psr, "apr": apr,
+                "detection": 1.0, "fid": None, "faces": 10, "apr_per_keyword": {},
+                "similarity": {"count": 0}}
+
+    methods, sweep, main = {}, {}, []
+    for method, base in (("lreorg", 0.6), ("laplace", 0.5), ("k-anonymity", 0.6)):
+        methods[method] = row(method, method, 1.0, base)
+        main.append(method)
+        sweep[method] = []
+        for eps in (0.5, 1.0, 4.0, 16.0):
+            key = f"{method}@eps={eps}"
+            methods[key] = row(method, method, 1.0 if eps < 16 else 0.9, base, eps)
+            sweep[method].append(key)
+    for method, psr, apr in (("original", 0.0, 1.0), ("blur", 0.9, 0.6), ("mask", 1.0, 0.2)):
+        methods[method] = row(method, method, psr, apr)
+        main.append(method)
+    return {"config": EvalConfig().to_dict(), "main": main, "sweep": sweep, "methods": methods}
+
+
+def test_privacy_utility_plot_gives_each_method_its_colour_marker_and_labels(tmp_path):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from lreorg_hub.evaluation.report import plot_privacy_utility, privacy_utility_figure
+
+    results = _sweep_results()
+    fig = privacy_utility_figure(results)
+    assert len(plt.get_fignums()) == 1 and len(fig.axes) == 1  # one figure, one axes
+    ax = fig.axes[0]
+    styles = [(to_hex(line.get_color()), line.get_marker()) for line in ax.get_lines()]
+    styles += [(to_hex(c.get_facecolor()[0]), c.get_paths()[0].vertices.tobytes())
+               for c in ax.collections]
+    assert len(styles) == 6  # three sweep lines, three single points
+    colours = [c for c, _ in styles]
+    assert len(set(colours)) == 6
+    markers = [m for _, m in styles]
+    assert len(set(markers)) == 6
+    labels = [t for t in ax.texts if t.get_text().startswith("ε=")]
+    # one label per point: the ε values that share a point are listed in it
+    assert sorted(t.get_text() for t in labels) == sorted(["ε=0.5, 1, 4", "ε=16"] * 3)
+    assert {to_hex(t.get_color()) for t in labels} == set(colours[:3])
+    # no two labels overprint, not even those of methods at the same point
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in labels]
+    assert not [(i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
+                if boxes[i].overlaps(boxes[j])]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[:3] == ["lreorg (ε sweep)", "laplace (ε sweep)", "k-anonymity (ε sweep)"]
+    plt.close(fig)
+    path = plot_privacy_utility(results, tmp_path / "p.png")
+    with Image.open(path) as png:
+        assert png.format == "PNG" and png.width > 600
+    assert plt.get_fignums() == []
