@@ -23,7 +23,16 @@ import sys
 
 import torch
 
-__all__ = ["is_distributed_launch", "make_accelerator", "launch_command", "Parallel"]
+__all__ = ["is_distributed_launch", "make_accelerator", "launch_command", "shard_pairs",
+           "Parallel"]
+
+
+def shard_pairs(s1: torch.Tensor, s2: torch.Tensor, index: int, count: int):
+    """Process ``index`` of ``count``'s equal slice of the global pairs (s₁, s₂)."""
+    if s1.shape[0] % count:
+        raise ValueError(f"{s1.shape[0]} pairs do not split into {count} equal slices")
+    part = s1.shape[0] // count
+    return s1[index * part:(index + 1) * part], s2[index * part:(index + 1) * part]
 
 
 def is_distributed_launch() -> bool:

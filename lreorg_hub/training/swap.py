@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..method import keywords as kw
 from . import checkpoint as ckpt
 from .config import TrainingConfig
-from .distributed import Parallel
+from .distributed import Parallel, shard_pairs
 from .monitor import MODE_TERMS, CsvLog, StepResult, Window
 from .objective import Frozen, SwapObjective, mode_of, roundtrip_error
 
@@ -172,9 +172,7 @@ class SwapTrainer:
             s = self._codes(2 * b, self.latent_rng)
         s1, s2 = s[:b], s[b:]
         if shard and self.parallel.active:
-            part = b // self.parallel.num_processes
-            lo = self.parallel.index * part
-            s1, s2 = s1[lo:lo + part], s2[lo:lo + part]
+            s1, s2 = shard_pairs(s1, s2, self.parallel.index, self.parallel.num_processes)
         return s1, s2
 
     def sample_keyword(self) -> str:
