@@ -170,8 +170,9 @@ def publication_problems(model, bundle_dir, results: dict | None = None,
     attributes_fitted = any(bool(model.attribute_anonymizer(n).fitted)
                             for n in model.keywords if n != kw.IDENTITY)
     if fitting:
-        problems += _scorer_problems(fitting.get("clip"), "fit-anonymizers' CLIP",
-                                     "refit with the published weights")
+        if any(k != kw.IDENTITY for k in fitting.get("keywords") or []):  # CLIP labelled
+            problems += _scorer_problems(fitting.get("clip"), "fit-anonymizers' CLIP",
+                                         "refit with the published weights")
     elif attributes_fitted or bool(model.identity_anonymizer.fitted):
         problems.append("the anonymizers are fitted but the bundle has no provenance.fitting: "
                         "fit them with `lreorg fit-anonymizers`")

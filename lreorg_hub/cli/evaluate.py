@@ -47,7 +47,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                  "type": args.dataset_id or "custom", "split": args.dataset_split})
     # Scorers first: a missing weight file should fail before any photo is touched. Built
     # with a fixed seed, so random-weight scorers (tests) give the same numbers on resume.
-    judge = seeded_init(IdentityEncoder, pretrained=args.judge, crop=FFHQ_FACE_CROP)
+    judge = seeded_init(IdentityEncoder, pretrained=None if args.judge == "none" else args.judge,
+                        crop=FFHQ_FACE_CROP)
     clip_cfg = json.loads(Path(args.clip_config).read_text()) if args.clip_config else None
     clip = seeded_init(KeywordEncoder, model_name=args.clip_model, model_cfg=clip_cfg,
                        pretrained=None if args.clip_pretrained == "none"
@@ -126,7 +127,8 @@ def register(sub) -> None:
                    help="keywords of the recovery table (default: %(default)s)")
     p.add_argument("--judge", default="casia-webface",
                    help="face recognizer for PSR: casia-webface (default), vggface2 or a "
-                        "state-dict file of facenet's InceptionResnetV1")
+                        "state-dict file of facenet's InceptionResnetV1; 'none' = random "
+                        "weights (tests and the offline demo only)")
     p.add_argument("--threshold", type=float, default=0.4,
                    help="judge's cosine-similarity match threshold (default: %(default)s)")
     p.add_argument("--clip-model", default=DEFAULT_APR_CLIP["model_name"],

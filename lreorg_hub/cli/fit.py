@@ -41,11 +41,13 @@ def _cmd_fit_anonymizers(args: argparse.Namespace) -> int:
                              iterations=args.iterations, batch_size=args.batch_size,
                              output_size=args.output_size, progress=not args.quiet)
     # What made the anonymizers (no OS-entropy seed: None when --seed was not given).
+    fitted = report_keywords(model, args)
+    labelled = any(k != kw.IDENTITY for k in fitted)  # only KAA labels faces with CLIP
     model.provenance = {**(model.provenance or {}), "fitting": {
-        "seed": args.seed, "samples": args.samples, "keywords": report_keywords(model, args),
+        "seed": args.seed, "samples": args.samples, "keywords": fitted,
         "iterations": args.iterations, "backbone": describe_backbone(backbone, backbone_file,
                                                                      source),
-        "clip": describe_scorer(clip)}}
+        "clip": describe_scorer(clip) if labelled else None}}
     model.to(torch.device("cpu")).save_pretrained(out)
     (out / "fitting.json").write_text(json.dumps(report.to_dict(), indent=2))
     print(report.describe(), file=sys.stderr)
