@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..method import keywords as kw
-from ..evaluation.runner import DEFAULT_APR_CLIP
+from ..scorers.clip import DEFAULT_APR_CLIP
 from .args import _float_list, _window
 
 

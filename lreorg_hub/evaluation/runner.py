@@ -44,10 +44,6 @@ ORIGINAL = "original"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 RECORD_VERSION = 1
 
-#: The APR judge by default: a CLIP of another architecture and training set than the one
-#: swap training uses for L_s (ViT-B-32 / LAION-2B), so the method is not graded by its own
-#: critic. Configuration (lreorg eval --clip-model / --clip-pretrained).
-DEFAULT_APR_CLIP = {"model_name": "ViT-B-16", "pretrained": "openai"}
 
 
 def method_names(pipeline) -> list[str]:

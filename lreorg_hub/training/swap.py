@@ -113,7 +113,7 @@ class SwapTrainer:
         if config.seed is None:
             base.seed()
             if self.parallel.active:  # the processes must agree on one (unwritten) seed
-                seed = torch.tensor([float(torch.randint(2 ** 52, (1,), generator=base))])
+                seed = torch.randint(2 ** 62, (1,), generator=base, dtype=torch.int64)
                 base.manual_seed(int(self._broadcast(seed)))
         else:
             base.manual_seed(int(config.seed))
