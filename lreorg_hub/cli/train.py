@@ -56,13 +56,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..training.build import build_trainer
     from ..training.swap import TrainingInterrupted
 
-    if args.num_processes is not None and args.num_processes > 1 and \
-            int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return _launch(args)
     config = _config(args)
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
+    if args.num_processes is not None and args.num_processes > 1 and \
+            int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return _launch(args)
     if args.pilot is not None:
         return _pilot(config, args.pilot)
     trainer = build_trainer(config, resume=args.resume)
