@@ -43,11 +43,29 @@ class LReOrg(LReOrgModule, StrictHubModel,
              tags=["face-anonymization", "privacy", "differential-privacy", "stylegan2", "lreorg"],
              model_card_template=_card_template()):
     """The LReOrg bundle: ``LReOrgModule`` saved as config.json + model.safetensors (+ the
-    model card) and loaded strictly from a folder or the Hub (``StrictHubModel``)."""
+    model card) and loaded strictly from a folder or the Hub (``StrictHubModel``).
+
+    ``provenance`` (config.json) records what made the bundle: under "training" the backbone
+    file and scorer weights ``lreorg train`` used, under "fitting" those of
+    ``lreorg fit-anonymizers`` (see ``lreorg_hub.training.provenance``); None for a bundle
+    made otherwise. ``lreorg push`` checks it.
+    """
 
     what = "LReOrg bundle"
     a_what = "an LReOrg bundle"
     advice = NO_BUNDLE_ADVICE
+
+    def __init__(self, *args, provenance: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if provenance is not None and not isinstance(provenance, dict):
+            raise ValueError(f"provenance must be an object, got {provenance!r}")
+        self.provenance = provenance
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        if self.provenance:
+            config["provenance"] = self.provenance
+        return config
 
     # -- Hub: saving and strict loading ------------------------------------------------------
     def generate_model_card(self, *args, **kwargs) -> ModelCard:
@@ -59,6 +77,12 @@ class LReOrg(LReOrgModule, StrictHubModel,
         kwargs.setdefault("fitted", fitted)
         kwargs.setdefault("backbone", self.backbone)
         kwargs.setdefault("text_encoder", self.text_encoder)
+        from .card import backbone_terms  # card imports this module
+        from .vetting import unfitted_anonymizers
+
+        kwargs.setdefault("provenance", self.provenance or {})
+        kwargs.setdefault("unfitted", unfitted_anonymizers(self))
+        kwargs.setdefault("terms", backbone_terms(self.backbone))
         return super().generate_model_card(*args, **kwargs)
 
     def save_pretrained(self, save_directory: str | Path, *, config: dict | None = None,

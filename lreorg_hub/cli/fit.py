@@ -14,10 +14,10 @@ from .args import window
 def _cmd_fit_anonymizers(args: argparse.Namespace) -> int:
     import torch
 
-    from ..backbones import load_backbone
     from ..bundle import LReOrg
-    from ..training.build import seeded_init, resolve_device
+    from ..training.build import resolve_backbone, resolve_device, seeded_init
     from ..training.fitting import fit_anonymizers
+    from ..training.provenance import describe_backbone, describe_scorer
     from ..scorers import KeywordEncoder
 
     device = resolve_device(args.device)
@@ -25,7 +25,8 @@ def _cmd_fit_anonymizers(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.bundle)
     if not args.out and not Path(args.bundle).is_dir():
         raise ValueError("--out is required when the bundle is a Hub repo id")
-    backbone = load_backbone(args.backbone if args.backbone else model.backbone).to(device)
+    backbone, backbone_file, source = resolve_backbone(args.backbone, model.backbone)
+    backbone.to(device)
     clip_args = {"model_name": model.text_encoder["model_name"],
                  "pretrained": model.text_encoder["pretrained"]}
     if args.clip_model:
@@ -39,11 +40,24 @@ def _cmd_fit_anonymizers(args: argparse.Namespace) -> int:
                              keywords=kw.parse_list(args.keywords) or None, seed=args.seed,
                              iterations=args.iterations, batch_size=args.batch_size,
                              output_size=args.output_size, progress=not args.quiet)
+    # What made the anonymizers (no OS-entropy seed: None when --seed was not given).
+    fitted = report_keywords(model, args)
+    labelled = any(k != kw.IDENTITY for k in fitted)  # only KAA labels faces with CLIP
+    model.provenance = {**(model.provenance or {}), "fitting": {
+        "seed": args.seed, "samples": args.samples, "keywords": fitted,
+        "iterations": args.iterations, "backbone": describe_backbone(backbone, backbone_file,
+                                                                     source),
+        "clip": describe_scorer(clip) if labelled else None}}
     model.to(torch.device("cpu")).save_pretrained(out)
     (out / "fitting.json").write_text(json.dumps(report.to_dict(), indent=2))
     print(report.describe(), file=sys.stderr)
     print(json.dumps({"bundle": str(out), **report.to_dict()}, indent=2))
     return 0
+
+
+def report_keywords(model, args) -> list[str]:
+    return list(model.keywords) if not args.keywords else \
+        [kw.get(k, model.keywords).name for k in kw.parse_list(args.keywords)]
 
 
 def _cmd_fit_style_mix(args: argparse.Namespace) -> int:

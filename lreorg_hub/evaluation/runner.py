@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -43,6 +44,7 @@ __all__ = ["EvalConfig", "Evaluator", "ORIGINAL", "IMAGE_SUFFIXES", "collect_pho
 ORIGINAL = "original"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 RECORD_VERSION = 1
+
 
 
 def method_names(pipeline) -> list[str]:
@@ -93,6 +95,12 @@ class EvalConfig:
         seed: None (default) draws every run's randomness from OS entropy; an int makes the
             evaluation reproducible (per photo and run, derived from it; recorded).
         judge, fid_features: names of the judge recognizer and FID network (for the report).
+        dataset: what the photos are, for the card's model-index: {"name", "type" (a Hub
+            dataset id or "custom"), "split"}.
+        provenance: what was evaluated and with which weights: {"bundle": {"sha256" of
+            model.safetensors, "source"}, "judge": …, "apr_clip": …} (set by ``lreorg eval``;
+            ``lreorg push`` checks it). Part of the configuration, so a resumed evaluation
+            of another bundle or other scorer weights is refused.
     """
 
     methods: list[str] | None = None
@@ -110,6 +118,8 @@ class EvalConfig:
     seed: int | None = None
     judge: str = "facenet casia-webface"
     fid_features: str = "inception-v3-fid-2048"
+    dataset: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.anonymize = kw.parse_list(self.anonymize)
@@ -338,6 +348,11 @@ class Evaluator:
             st = path.with_suffix(".safetensors")
             feats.append(load_file(str(st)) if st.is_file() else {})
         ok = [(r, f) for r, f in zip(records, feats) if r["status"] == "ok"]
+        notes = []
+        note = metrics.fid_sample_warning(sum(len(r["faces"]) for r, _ in ok))
+        if note is not None:
+            notes.append(note)
+            warnings.warn(note, stacklevel=2)
         preserved = [a for a in self.config.attributes if a not in self.config.anonymize]
         real = torch.cat([f["input"] for _, f in ok]) if ok else torch.zeros(0, 1)
         table = {}
@@ -376,4 +391,5 @@ class Evaluator:
             "methods": table,
             "recovery": recovery,
             "preserved_attributes": preserved,
+            "warnings": notes,
         }
