@@ -12,7 +12,8 @@ from ..method import keywords as kw
 from ..pipeline.registry import MAX_SAMPLES, METHODS
 
 __all__ = ["int_list", "window", "number", "float_list", "add_protect_arguments",
-           "add_weight_arguments", "add_runtime_arguments", "protect_options",
+           "add_weight_arguments", "add_runtime_arguments", "add_seed_argument",
+           "add_device_argument", "protect_options",
            "check_weight_arguments", "build_pipeline"]
 
 
@@ -107,9 +108,22 @@ def add_weight_arguments(p: argparse.ArgumentParser) -> None:
                         "style-mix")
 
 
+def add_seed_argument(p, what: str = "the draws") -> None:
+    """--seed for commands whose randomness defaults to OS entropy (never recorded)."""
+    p.add_argument("--seed", type=int,
+                   help=f"seed 0..2**64-1 of {what}, for reproducible results; default: OS "
+                        f"entropy, which is not recorded anywhere")
+
+
+def add_device_argument(p, default: str | None = "auto") -> None:
+    p.add_argument("--device", default=default,
+                   help="auto (cuda if available), cpu, cuda, cuda:N (resolved by "
+                        "lreorg_hub.pipeline.devices)")
+
+
 def add_runtime_arguments(p: argparse.ArgumentParser, *, dtype: bool = False) -> None:
     g = p.add_argument_group("where and how it runs")
-    g.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0…")
+    add_device_argument(g)
     if dtype:
         g.add_argument("--dtype", default="float32",
                        choices=["float32", "bfloat16", "float16"], help="backbone precision")

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from ..method import keywords as kw
-from ..scorers.clip import DEFAULT_APR_CLIP
-from .args import build_pipeline, float_list, window
+from ..scorers.defaults import DEFAULT_APR_CLIP
+from .args import (add_runtime_arguments, add_seed_argument, add_weight_arguments,
+                   build_pipeline, float_list, number, window)
 
 
 def _bundle_record(args: argparse.Namespace) -> dict:
@@ -95,20 +96,14 @@ def register(sub) -> None:
                     "record per photo, no pixels); rerunning with the same options resumes.")
     p.add_argument("photos", metavar="PHOTOS", help="folder of face photos (searched recursively)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--bundle", help="LReOrg bundle (Hub repo id or folder); without it only the "
-                                    "image baselines run")
-    p.add_argument("--revision", help="Hub revision of the bundle")
-    p.add_argument("--backbone", help="local e4e / rosinality checkpoint (default: the bundle's "
-                                      "configured Hub file)")
-    p.add_argument("--style-mix", help="fitted style-mix groups (folder from `lreorg "
-                                       "fit-style-mix`) to evaluate the training-free baseline")
+    add_weight_arguments(p)
     p.add_argument("--methods", help="comma-separated methods (default: every method that can "
                                      "run with what is loaded)")
     p.add_argument("--anonymize", default=",".join(kw.DEFAULT_ANONYMIZE),
                    help="keywords to anonymize (default: %(default)s)")
     p.add_argument("--recover", default=",".join(kw.DEFAULT_RECOVER),
                    help="keywords to recover (default: %(default)s)")
-    p.add_argument("--epsilon", type=float, help="ε of the main table (default: the bundle's)")
+    p.add_argument("--epsilon", type=number, help="ε of the main table (default: the bundle's)")
     p.add_argument("--epsilons", type=float_list, default=[0.5, 1.0, 4.0, 16.0],
                    metavar="E1,E2", help="ε sweep for the privacy-utility plot (default: "
                                          "0.5,1,4,16; 'inf' allowed; '' for none)")
@@ -138,11 +133,7 @@ def register(sub) -> None:
                                           "(default: the folder's name)")
     p.add_argument("--dataset-id", help="Hub dataset id of the photos (default: custom)")
     p.add_argument("--dataset-split", help="the dataset split evaluated (e.g. test)")
-    p.add_argument("--seed", type=int, help="make the evaluation reproducible (default: OS "
-                                            "entropy, never recorded)")
-    p.add_argument("--min-face-size", type=int, default=20, help="smallest face, in pixels")
-    p.add_argument("--output-size", type=int, help="generator resolution to stop at")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0…")
+    add_seed_argument(p, "the evaluation's draws (per photo and run)")
     p.add_argument("--restart", action="store_true", help="discard earlier records in OUT")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_runtime_arguments(p)
     p.set_defaults(func=_cmd_eval)

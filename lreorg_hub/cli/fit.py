@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..method import keywords as kw
-from .args import window
+from .args import add_device_argument, add_seed_argument, window
 
 
 def _cmd_fit_anonymizers(args: argparse.Namespace) -> int:
@@ -107,8 +107,8 @@ def register(sub) -> None:
     p.add_argument("--clip-pretrained", help="open_clip tag or file; 'none' = random weights "
                                              "(tests only)")
     p.add_argument("--clip-config", help="JSON file of open_clip model_cfg overrides")
-    p.add_argument("--seed", type=int, help="seed (default: OS entropy, not recorded)")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0…")
+    add_seed_argument(p, "the sampling and k-means")
+    add_device_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit_anonymizers)
     p = sub.add_parser(
@@ -123,5 +123,5 @@ def register(sub) -> None:
     p.add_argument("--samples", type=int, default=10_000, help="mapping-network samples")
     p.add_argument("--rows", type=window, metavar="R0,R1", help="default rows [R0, R1)")
     p.add_argument("--truncation", type=float, default=1.0, help="ψ of the samples (1 = none)")
-    p.add_argument("--seed", type=int, help="seed of the fit (default: OS entropy)")
+    add_seed_argument(p, "the fit")
     p.set_defaults(func=_cmd_fit_style_mix)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .args import add_device_argument, add_seed_argument
+
 
 def _config(args: argparse.Namespace):
     from ..training.config import TrainingConfig
@@ -119,9 +121,8 @@ def register(sub) -> None:
                    help="continue bit-for-bit from a checkpoint folder or a run's newest one")
     p.add_argument("--steps", type=int, help="total steps to reach (shorthand for --set)")
     p.add_argument("--out", help="run folder (shorthand for --set out=...)")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:1…")
-    p.add_argument("--seed", type=int, help="seed of every draw (default: OS entropy, "
-                                            "not recorded)")
+    add_device_argument(p, default=None)
+    add_seed_argument(p, "every draw of the run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true",
                    help="print the effective configuration (every key) as JSON and exit")

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..scorers import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, FFHQ_FACE_CROP
-from .losses import REDUCTIONS, AOSWeights, IOSWeights
+from ..scorers.defaults import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, FFHQ_FACE_CROP
+from .weights import REDUCTIONS, AOSWeights, IOSWeights
 
 __all__ = ["TrainingConfig", "RESUME_OVERRIDABLE", "KEY_HELP", "parse_overrides",
            "describe_keys"]

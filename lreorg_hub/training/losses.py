@@ -21,11 +21,12 @@ written out in docs/METHOD.md):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor
+
+from .weights import REDUCTIONS, AOSWeights, IOSWeights
 
 __all__ = ["cosine_distance", "identity_swap_loss", "identity_preservation_loss",
            "perceptual_distance", "perceptual_loss", "attribute_swap_loss", "latent_loss",
@@ -86,9 +87,6 @@ def attribute_swap_loss(p1: Tensor, p2: Tensor, p1_swapped: Tensor, p2_swapped: 
 
 
 #: The reductions of L_f and L_r (see the module docstring); the first is the default.
-REDUCTIONS = ("mean", "sum")
-
-
 def _check_reduction(reduction: str) -> None:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -137,26 +135,6 @@ def weighted_terms(terms: dict[str, Tensor | float], mode: str,
     else:
         raise ValueError(f"mode must be 'IOS' or 'AOS', got {mode!r}")
     return {name: weights[name] * value for name, value in terms.items()}
-
-
-@dataclass(frozen=True)
-class IOSWeights:
-    """λ1..λ4 of L_IOS (SPEC §5, the paper's weights)."""
-
-    identity: float = 24.0
-    perceptual: float = 1.2
-    latent: float = 3.0
-    information: float = 10.0
-
-
-@dataclass(frozen=True)
-class AOSWeights:
-    """α1..α4 of L_AOS (SPEC §5, the paper's weights)."""
-
-    identity: float = 0.2
-    swap: float = 30.0
-    latent: float = 3.0
-    information: float = 10.0
 
 
 def identity_oriented_loss(l_identity: Tensor, l_perceptual: Tensor, l_latent: Tensor,
