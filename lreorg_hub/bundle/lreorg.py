@@ -16,6 +16,7 @@ from ..method import keywords as kw
 from ..method.lreorg import LReOrgModule
 from .checks import check_lreorg_config
 from .hub_model import StrictHubModel
+from .terms import backbone_terms
 
 __all__ = ["LReOrg", "NO_BUNDLE_ADVICE"]
 
@@ -77,7 +78,6 @@ class LReOrg(LReOrgModule, StrictHubModel,
         kwargs.setdefault("fitted", fitted)
         kwargs.setdefault("backbone", self.backbone)
         kwargs.setdefault("text_encoder", self.text_encoder)
-        from .card import backbone_terms  # card imports this module
         from .vetting import unfitted_anonymizers
 
         kwargs.setdefault("provenance", self.provenance or {})

@@ -2,6 +2,10 @@
 the same layout and schema out, with every face anonymized and a record per item.
 
 See ``docs/SCALE.md`` and ``lreorg anonymize-dataset --help``.
+
+Layer 4. May import: ``lreorg_hub.pipeline`` and everything below it; pyarrow, datasets and
+Ray (imported only when a Parquet / saved dataset or the Ray engine is used). Not serving,
+training, evaluation or the CLI.
 """
 
 from .keys import KeyFileError, default_key_path, item_seed, load_or_create_key
