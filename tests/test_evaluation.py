@@ -109,7 +109,7 @@ def test_default_fid_network_offline_is_a_clear_error(tmp_path):
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="identity is judged by PSR"):
         EvalConfig(attributes=["identity", "gender"])
-    with pytest.raises(ValueError, match="ε of the sweep"):
+    with pytest.raises(ValueError, match=r"epsilon must be >= 0 \(the privacy budget\), got -1"):
         EvalConfig(epsilons=[-1])
     with pytest.raises(ValueError, match="unknown keyword"):
         EvalConfig(recover=["beard"])

@@ -33,6 +33,7 @@ from ..method import keywords as kw
 from ..scorers import IdentityEncoder, KeywordEncoder
 from ..image.faces import align_face, still_detected
 from ..image.io import load_image, pil_to_tensor
+from ..method.checks import check_epsilon
 from ..pipeline.options import ProtectOptions
 from ..pipeline.registry import METHODS
 from . import metrics
@@ -129,9 +130,7 @@ class EvalConfig:
         if kw.IDENTITY in self.attributes:
             raise ValueError("identity is judged by PSR, not by APR: leave it out of attributes")
         self.recovery_keywords = [kw.get(a).name for a in kw.parse_list(self.recovery_keywords)]
-        self.epsilons = [float(e) for e in self.epsilons]
-        if any(e < 0 or math.isnan(e) for e in self.epsilons):
-            raise ValueError(f"every ε of the sweep must be >= 0, got {self.epsilons}")
+        self.epsilons = [check_epsilon(e) for e in self.epsilons]  # the one ε rule
         if not -1.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
         if not 0.0 < self.detection_iou <= 1.0:
