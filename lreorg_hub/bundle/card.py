@@ -16,6 +16,7 @@ from .vetting import unfitted_anonymizers
 __all__ = ["read_training_metadata", "read_eval_results", "evaluation_context", "render_card",
            "main_table", "eval_results", "BACKBONE_TERMS", "backbone_terms"]
 
+
 def _pct(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
@@ -34,7 +35,6 @@ def main_table(results: dict, judge: str | None = None) -> str:
         lines.append(f"| {row['label']} | {_pct(row['psr'])} | {_pct(row['detection'])} | "
                      f"{_pct(row['apr'])} | {_num(row['fid'])} |")
     return "\n".join(lines)
-
 
 
 def read_training_metadata(bundle_dir: str | Path) -> dict | None:

@@ -19,6 +19,7 @@ from ..method.checks import check_epsilon
 __all__ = ["BundleError", "read_config", "check_lreorg_config", "check_finite",
            "check_weights_match", "int_in"]
 
+
 class BundleError(ValueError):
     """A bundle folder or repo that is not a loadable LReOrg bundle (clear, user-facing)."""
 
@@ -110,7 +111,6 @@ def check_lreorg_config(config: dict, where: str) -> None:
         raise BundleError(f"{where}: num_members, num_groups, cdfnet.num_rows and latent_dim "
                           f"ask for a member bank of {elements * 4 / 2**30:.0f} GiB; refusing "
                           f"(limit {_MAX_ELEMENTS * 4 / 2**30:.0f} GiB)")
-
 
 
 def check_finite(model: nn.Module, model_file: str) -> None:

@@ -20,6 +20,7 @@ from .terms import backbone_terms
 
 __all__ = ["LReOrg", "NO_BUNDLE_ADVICE"]
 
+
 def _card_template(name: str = "lreorg.md") -> str:
     """Read a card template from model_cards/ (the repo's top level in a checkout or an
     editable install; lreorg_hub/model_cards/ in a wheel, see pyproject's package-dir)."""

@@ -83,7 +83,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 1 if results["photos"]["failed"] else 0
 
 
-
 def register(sub) -> None:
     p = sub.add_parser(
         "eval", help="evaluate methods on a folder of face photos (PSR, detection, APR, FID)",

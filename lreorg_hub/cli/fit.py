@@ -82,7 +82,6 @@ def _cmd_fit_style_mix(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def register(sub) -> None:
     p = sub.add_parser(
         "fit-anonymizers", help="fit GIA and KAA on synthetic faces from the mapping network",

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 
-
 def _cmd_push(args: argparse.Namespace) -> int:
     from ..bundle import publish as hub
 
@@ -43,7 +42,6 @@ def _push(args: argparse.Namespace, hub) -> int:
                    token=args.token, commit_message=args.message)
     print(url)
     return 0
-
 
 
 def register(sub) -> None:

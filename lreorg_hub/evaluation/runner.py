@@ -47,7 +47,6 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 RECORD_VERSION = 1
 
 
-
 def method_names(pipeline) -> list[str]:
     """Every method this pipeline can run with what is loaded, after the original row."""
     return [ORIGINAL] + list(pipeline.available_methods())

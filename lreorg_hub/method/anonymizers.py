@@ -21,6 +21,7 @@ from .rng import categorical, fresh_generator, randint, randperm, uniform
 __all__ = ["GroupDraw", "kmeans", "IdentityAnonymizer", "AttributeAnonymizer",
            "LaplaceIdentityAnonymizer", "KAnonymityIdentityAnonymizer"]
 
+
 def _flat(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # also for 0 rows
 

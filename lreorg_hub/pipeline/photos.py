@@ -28,6 +28,7 @@ from .runner import protect_photos
 
 __all__ = ["LReOrgPipeline"]
 
+
 class LReOrgPipeline:
     """Every way of protecting a face (``methods.METHODS``), on photos.
 

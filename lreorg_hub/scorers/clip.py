@@ -22,8 +22,6 @@ __all__ = ["KeywordEncoder", "DEFAULT_CLIP_MODEL", "DEFAULT_CLIP_PRETRAINED",
 KeywordLike = Union[str, Keyword]
 
 
-
-
 class KeywordEncoder(nn.Module):
     """CLIP text/image encoder for keywords (open_clip).
 

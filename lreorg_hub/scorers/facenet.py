@@ -17,7 +17,6 @@ from .defaults import FACENET_WEIGHTS, FFHQ_FACE_CROP
 __all__ = ["IdentityEncoder", "FACENET_WEIGHTS", "FFHQ_FACE_CROP"]
 
 
-
 class IdentityEncoder(nn.Module):
     """Face identity embeddings from facenet-pytorch's InceptionResnetV1.
 

@@ -23,6 +23,7 @@ __all__ = ["ServingConfig", "Runtime", "load_runtime"]
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class ServingConfig:
     """Where the weights come from (flags / environment variables of ``app.py``).

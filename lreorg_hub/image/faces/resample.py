@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 __all__ = ["lanczos_resize"]
 
+
 def _exact_dtype(device: torch.device) -> torch.dtype:
     """float64 where the device has it: 8-bit pixels times PIL's fixed-point weights then sum
     exactly, and sampling positions carry PIL's double precision; MPS has no float64."""
