@@ -18,14 +18,13 @@ import pytest
 import torch
 from PIL import Image
 
-from dataset_helpers import face_crops, write_micro_model
+from dataset_helpers import face_crops, ray_local, write_micro_model  # noqa: F401 (fixture)
 from lreorg_hub.cli import main
 from lreorg_hub.pipeline import ProtectOptions
 from lreorg_hub.dataset import (RECORD_COLUMN, DatasetOptions, DatasetRunError, KeyFileError,
                                 PipelineSpec, anonymize_dataset, default_key_path, item_seed,
                                 load_or_create_key)
 
-ROOT = Path(__file__).resolve().parents[1]
 KEY = bytes(range(32))
 SALT = "00112233445566778899aabbccddeeff"  # one salt for runs compared byte for byte
 N_ITEMS = 200
@@ -58,17 +57,6 @@ def image_folder(tmp_path_factory):
             (sub / f"img{i:03d}.png").write_bytes(data)
     (root / "b" / "corrupt.png").write_bytes(b"\x89PNG not really")
     return root
-
-
-@pytest.fixture(scope="session")
-def ray_local():
-    import ray
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             object_store_memory=150 * 1024 ** 2,
-             # 2 threads in the environment: the actor must set its own (cpus_per_actor=1)
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}})
-    yield ray
-    ray.shutdown()
 
 
 OPTIONS = dict(aligned=True, shard_size=40, batch_size=16)
