@@ -7,8 +7,8 @@ changed or removed (by SHA-256 before and after; an input inside --out counts as
 Prints a Markdown table. The key file a run creates (outside --out, on purpose) and the
 --private-log file are listed apart, in the "by design" column. Runs on any version of the CLI
 (the command lines are the same before and after the fixes), each command under a time limit
-(a key file that is a FIFO used to hang) and a 4 GiB address-space limit (/dev/zero as a key
-file used to exhaust memory).
+(a key file that is a FIFO used to hang); the /dev/zero key case runs under a 4 GiB
+address-space limit (it used to exhaust memory).
 """
 
 from __future__ import annotations
@@ -114,14 +114,14 @@ def _limits():
 
 
 def lreorg(argv: list[str], tmp: Path, *, timeout: float = 300, cwd: Path | None = None,
-           env: dict | None = None, wait: bool = True):
+           env: dict | None = None, wait: bool = True, limit_memory: bool = False):
     environment = {**os.environ, "XDG_CONFIG_HOME": str(tmp / "config"),
                    "HOME": str(tmp / "home"), "PYTHONPATH": str(ROOT),
                    "OMP_NUM_THREADS": "1", **(env or {})}
     cmd = [sys.executable, "-m", "lreorg_hub.cli", *argv]
     proc = subprocess.Popen(cmd, cwd=cwd or tmp, env=environment, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, errors="replace",
-                            preexec_fn=_limits)
+                            preexec_fn=_limits if limit_memory else None)
     if not wait:
         return proc
     try:
@@ -139,17 +139,25 @@ def first_line(err: str) -> str:
     return lines[0] if lines else ""
 
 
+def last_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
 def run_case(tmp: Path, argv, out: Path | None, *, protected=(), by_design=(), **kw):
     """Run one command; (exit, first line, outside changes, by-design writes, stderr)."""
     before = snapshot(tmp, out, list(protected))
     code, _, err = lreorg(argv, tmp, **kw)
     after = snapshot(tmp, out, list(protected))
     diff = changes(before, after)
-    design = [d for d in diff if any(d[1:].startswith(p) for p in by_design)]
-    outside = [d for d in diff if d not in design and not d[1:].startswith(("home/.cache",
-                                                                            "config/ray"))]
-    return {"exit": code, "first_line": first_line(err), "outside": outside,
-            "by_design": design, "stderr": err}
+    design = [d for d in diff if any(d[1:].startswith(p) for p in (*by_design, *THIRD_PARTY))]
+    outside = [d for d in diff if d not in design]
+    return {"exit": code, "first_line": first_line(err), "last_line": last_line(err),
+            "outside": outside, "by_design": design, "stderr": err}
+
+
+#: What other programs keep in $HOME (Ray's session token, caches): not the run's writes.
+THIRD_PARTY = ("home/.cache", "home/.ray", "config/ray")
 
 
 KEY_DIR = "config/lreorg/dataset-keys"
@@ -248,6 +256,36 @@ def _(tmp):
 @case("1.9", "dataset (Ray): a folder link planted in --out (out/sub → ../elsewhere)")
 def _(tmp):
     return _planted_folder_link(tmp, "ray")
+
+
+def _planted_on_resume(tmp, engine):
+    """A run in --out, one shard forgotten so that a rerun redoes it, and its folder replaced
+    by a link to a folder outside --out before the rerun."""
+    for sub in ("a", "b"):
+        (tmp / "photos" / sub).mkdir(parents=True)
+        face_photo().save(tmp / "photos" / sub / "p.png")
+    argv = ["photos", "--method", "blur", "--engine", engine, "--key-file", "k.key",
+            "--shard-size", "1", "--cpus-per-actor", "1"]
+    lreorg(["anonymize-dataset", *argv, "--out", "out", "--quiet"], tmp)
+    manifest = tmp / "out" / "_lreorg" / "manifest.jsonl"
+    if manifest.is_file():
+        manifest.write_text("".join(ln + "\n" for ln in manifest.read_text().splitlines()
+                                    if '"shard": 1' not in ln and "finalized" not in ln))
+    shutil.rmtree(tmp / "out" / "b", ignore_errors=True)
+    (tmp / "elsewhere").mkdir()
+    (tmp / "elsewhere" / "keep.txt").write_text("mine")
+    os.symlink("../elsewhere", tmp / "out" / "b")
+    return dataset(argv, tmp, tmp / "out")
+
+
+@case("1.11", "dataset (local), resumed: a folder link planted in --out (out/b → ../elsewhere)")
+def _(tmp):
+    return _planted_on_resume(tmp, "local")
+
+
+@case("1.12", "dataset (Ray), resumed: a folder link planted in --out (out/b → ../elsewhere)")
+def _(tmp):
+    return _planted_on_resume(tmp, "ray")
 
 
 @case("1.10", "dataset: the bookkeeping folder planted as a link (out/_lreorg → ../elsewhere)")
@@ -413,15 +451,9 @@ def _(tmp):
 def _cells(tmp: Path, path: str, *, cwd: Path | None = None, extra=()):
     (tmp / "data").mkdir(exist_ok=True)
     write_parquet(tmp / "data" / "faces.parquet", [{"bytes": None, "path": path}])
-    r = dataset(["data/faces.parquet" if cwd is None else str(tmp / "data/faces.parquet"),
-                 "--method", "blur", "--key-file", str(tmp / "k.key"), *extra], tmp,
-                tmp / "out", cwd=cwd)
-    try:
-        rec = json.loads((tmp / "out" / "records.jsonl").read_text().splitlines()[0])
-        r["note"] = f"item {rec['status']}: {rec.get('error') or rec.get('method')}"
-    except (OSError, IndexError, ValueError, KeyError):
-        r["note"] = "no record"
-    return r
+    r = dataset([str(tmp / "data/faces.parquet"), "--method", "blur", "--key-file",
+                 str(tmp / "k.key"), *extra], tmp, tmp / "out", cwd=cwd)
+    return _first_record(tmp, r)
 
 
 @case("5.1", "Parquet cell path: an absolute path to a photo outside the dataset")
@@ -455,7 +487,7 @@ def _(tmp):
     face_photo().save(tmp / "private" / "someone.png")
     (tmp / "data").mkdir()
     os.symlink("../private/someone.png", tmp / "data" / "link.png")
-    return _cells(tmp, "link.png")
+    return _cells(tmp, "link.png", cwd=tmp / "data")
 
 
 @case("5.6", "Parquet cell path: a 200 MB file (sparse) beside the table")
@@ -463,20 +495,46 @@ def _(tmp):
     (tmp / "data").mkdir()
     with open(tmp / "data" / "big.png", "wb") as f:
         f.truncate(200 << 20)
-    return _cells(tmp, "big.png")
+    return _cells(tmp, "big.png", cwd=tmp / "data")
 
 
-@case("5.7", "saved dataset whose image cells hold a path and no bytes (not embedded)")
-def _(tmp):
+def _datasets_parquet(tmp: Path, paths: list[str]) -> None:
+    """A Parquet file as `datasets` writes one (to_parquet) for images it did not embed:
+    cells {bytes: null, path}."""
     import datasets
-    (tmp / "src").mkdir()
-    face_photo().save(tmp / "src" / "a.png")
-    ds = datasets.Dataset.from_dict({"image": ["a.png"]}).cast_column("image", datasets.Image())
-    ds.save_to_disk(str(tmp / "src"))
-    r = dataset(["src", "--method", "blur", "--key-file", "k.key"], tmp, tmp / "out")
+    ds = datasets.Dataset.from_dict({"image": paths}).cast_column("image", datasets.Image())
+    ds.to_parquet(str(tmp / "data" / "faces.parquet"))
+
+
+@case("5.7", "`datasets` Parquet whose image cells hold a relative path and no bytes")
+def _(tmp):
+    (tmp / "data").mkdir()
+    face_photo().save(tmp / "data" / "a.png")
+    old = os.getcwd()
+    os.chdir(tmp / "data")  # datasets measures the files by the paths as given
+    try:
+        _datasets_parquet(tmp, ["a.png"])
+    finally:
+        os.chdir(old)
+    r = dataset([str(tmp / "data/faces.parquet"), "--method", "blur", "--key-file",
+                 str(tmp / "k.key")], tmp, tmp / "out", cwd=tmp / "data")
+    return _first_record(tmp, r)
+
+
+@case("5.8", "`datasets` Parquet with absolute image paths, --cell-root naming their folder")
+def _(tmp):
+    (tmp / "data" / "images").mkdir(parents=True)
+    face_photo().save(tmp / "data" / "images" / "a.png")
+    _datasets_parquet(tmp, [str(tmp / "data" / "images" / "a.png")])
+    r = dataset(["data/faces.parquet", "--method", "blur", "--key-file", "k.key",
+                 "--cell-root", "data/images"], tmp, tmp / "out")
+    return _first_record(tmp, r)
+
+
+def _first_record(tmp: Path, r: dict) -> dict:
     try:
         rec = json.loads((tmp / "out" / "records.jsonl").read_text().splitlines()[0])
-        r["note"] = f"item {rec['status']}"
+        r["note"] = f"item {rec['status']}: {rec.get('error') or rec.get('method')}"
     except (OSError, IndexError, ValueError, KeyError):
         r["note"] = "no record"
     return r
@@ -487,8 +545,8 @@ def _key_case(tmp, make, key_arg=None, **kw):
     (tmp / "photos").mkdir()
     face_photo().save(tmp / "photos" / "a.png")
     key = make(tmp)
-    return dataset(["photos", "--method", "blur", "--key-file", key_arg or str(key)], tmp,
-                   tmp / "out", **kw)
+    return dataset([str(tmp / "photos"), "--method", "blur", "--key-file",
+                    key_arg or str(key)], tmp, tmp / "out", **kw)
 
 
 @case("6.1", "key file readable by group and others (0644)")
@@ -510,7 +568,7 @@ def _(tmp):
 
 @case("6.3", "key file is /dev/zero (4 GiB address-space limit)")
 def _(tmp):
-    return _key_case(tmp, lambda t: Path("/dev/zero"), timeout=120)
+    return _key_case(tmp, lambda t: Path("/dev/zero"), timeout=120, limit_memory=True)
 
 
 @case("6.4", "key file given as --key-file=~/k.key (no shell expansion)")
@@ -684,7 +742,8 @@ def main() -> int:
         r.pop("stderr", None)
         r.update(case=ident, title=title, seconds=round(time.time() - start, 1))
         results.append(r)
-        print(f"{ident}: exit {r['exit']} | {r['first_line'][:150]} | outside: "
+        print(f"{ident}: exit {r['exit']} | {r['first_line'][:150]} | last: "
+              f"{r.get('last_line', '')[:200]} | outside: "
               f"{r['outside'] or 'none'} | {r.get('note', '')}", file=sys.stderr, flush=True)
     print("| case | what | exit | first line | written outside --out | by design | note |")
     print("|---|---|---|---|---|---|---|")
