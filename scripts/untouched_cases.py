@@ -4,6 +4,9 @@ changed or removed (by SHA-256 before and after; an input inside --out counts as
 
     PYTHONPATH=$PWD python scripts/untouched_cases.py [--only 1.1,6.2] [--json FILE]
 
+To measure an older version, run this script and tests/dataset_helpers.py (hashing, the micro
+model) from this tree against that version's package: copy both into its checkout.
+
 Prints a Markdown table. The key file a run creates (outside --out, on purpose) and the
 --private-log file are listed apart, in the "by design" column. Runs on any version of the CLI
 (the command lines are the same before and after the fixes), each command under a time limit
@@ -69,31 +72,15 @@ def write_parquet(path: Path, cells: list[dict]) -> None:
 
 # -- running and snapshots ------------------------------------------------------------------
 def snapshot(root: Path, skip: Path | None, extra: list[Path] = ()) -> dict[str, str]:
-    """path → digest of every entry under root outside ``skip``, never following links and
-    never opening anything but regular files; plus ``extra`` files wherever they are."""
-    found = {}
+    """path → digest of every entry under root outside ``skip`` (tests/dataset_helpers.py:
+    links never followed, only regular files opened); plus ``extra`` files wherever they are
+    (an input inside --out)."""
+    from dataset_helpers import digests
 
-    def add(p: Path):
-        try:
-            st = os.lstat(p)
-        except FileNotFoundError:
-            return
-        if stat.S_ISLNK(st.st_mode):
-            found[str(p.relative_to(root))] = "link→" + os.readlink(p)
-        elif stat.S_ISREG(st.st_mode):
-            found[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
-        elif not stat.S_ISDIR(st.st_mode):
-            found[str(p.relative_to(root))] = "special"
-
-    for here, dirs, names in os.walk(root, followlinks=False):
-        here = Path(here)
-        if skip is not None and (here == skip or skip in here.parents):
-            dirs[:] = []
-            continue
-        for name in names + [d for d in dirs if (here / d).is_symlink()]:
-            add(here / name)
+    found = digests(root, skip)
     for p in extra:
-        add(p)
+        if p.is_file() and not p.is_symlink():
+            found[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return found
 
 

@@ -18,7 +18,7 @@ from skimage import data
 
 from dataset_helpers import digests, face_crops, write_micro_model
 from lreorg_hub.cli import main
-from lreorg_hub.dataset import (DatasetOptions, DatasetRunError, KeyFileError, PipelineSpec,
+from lreorg_hub.dataset import (DatasetOptions, DatasetRunError, PipelineSpec,
                                 anonymize_dataset, cells, load_or_create_key)
 from lreorg_hub.pipeline import ProtectOptions
 

@@ -225,10 +225,10 @@ def _method_run(method: str, tmp_path: Path, micro: PipelineSpec, engine: str) -
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_runs_on_a_dataset_locally(method, tmp_path, micro):
     out = _method_run(method, tmp_path, micro, "local")
-    for name, data in digests(out).items():
+    for name, digest in digests(out).items():
         if name.endswith(".png"):  # every output differs from its input
             source = tmp_path / ("crops" if method == "k-anonymity" else "photos") / name
-            assert data != digests(source.parent)[source.name]
+            assert digest != digests(source.parent)[source.name]
 
 
 # An image method and a latent one in the default suite (~5 s each); pixelate and mask take

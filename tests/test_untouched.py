@@ -30,8 +30,8 @@ def run(argv, capsys):
 def _photo_inside_out(t: Path):
     (t / "out").mkdir()
     photo().save(t / "out" / "a.png")
-    return ["out/a.png"], (f"the input out/a.png lies inside --out out: outputs could replace "
-                           f"it; give an --out outside the inputs")
+    return ["out/a.png"], ("the input out/a.png lies inside --out out: outputs could replace "
+                           "it; give an --out outside the inputs")
 
 
 def _out_is_the_input_folder(t: Path):

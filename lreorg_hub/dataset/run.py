@@ -107,14 +107,14 @@ def anonymize_dataset(src: str | Path, out: str | Path,
     # Nothing is written where an original lies: a Parquet file may sit beside --out, a
     # folder may not hold it.
     refuse_overlap(out, [src], out_inside_inputs=kind != "parquet")
-    cell_root = _check_cell_root(cell_root, kind)
+    cell_root = _check_cell_root(cell_root, kind, out)
     source_spec = SourceSpec(kind, str(src.resolve()), image_column, id_column,
                              cell_root=cell_root, out=os.path.realpath(out))
     source = open_source(source_spec)
     ids = source.ids()
     if not ids:
-        raise DatasetRunError(f"{src} holds no items (for a folder: no image files in it or "
-                              f"its sub-folders)")
+        raise DatasetRunError(f"{shown(src)} holds no items (for a folder: no image files in "
+                              f"it or its sub-folders)")
     log = PrivateLog(private_log, out, inputs=[src]) if private_log is not None else None
     count, size = len(ids), options.shard_size
     n_shards = (count + size - 1) // size
@@ -150,9 +150,11 @@ def anonymize_dataset(src: str | Path, out: str | Path,
             manifest = Manifest(folder)
             todo = [k for k in range(n_shards) if k not in manifest.done]
         if todo:
+            key = key() if callable(key) else key  # work that appeared under the lock
             _check_key(out, old, key, salt)
             if old is None:
-                old = {**run, "salt": salt or new_salt(), "key_fingerprint": key_fingerprint(key)}
+                old = {**run, "salt": salt or new_salt(),
+                       "key_fingerprint": key_fingerprint(key)}
                 folder.write(RUN, json.dumps(old, indent=2, sort_keys=True).encode())
             folder.remove_stale_temporaries()
             _run_shards(engine, pipeline, source, source_spec, todo, count, options, key,
@@ -217,7 +219,7 @@ def _run_shards(engine, pipeline, source, source_spec, todo, count, options, key
             bar.close()
 
 
-def _check_cell_root(cell_root, kind: str) -> str | None:
+def _check_cell_root(cell_root, kind: str, out: Path) -> str | None:
     if cell_root is None:
         return None
     if kind == "folder":
@@ -226,6 +228,7 @@ def _check_cell_root(cell_root, kind: str) -> str | None:
     root = Path(cell_root).expanduser()
     if not root.is_dir():
         raise ValueError(f"--cell-root {shown(root)} is not a folder")
+    refuse_overlap(out, [root], out_inside_inputs=False)  # its images are inputs too
     return os.path.realpath(root)
 
 
