@@ -126,9 +126,12 @@ def _resume_with(planted: str, tmp_path: Path, engine: str):
     elif planted == "file":
         (out / "b" / "p.png").unlink()
         os.symlink("../../elsewhere/p.png", out / "b" / "p.png")
-    else:  # the manifest itself
+    elif planted == "manifest":
         manifest.rename(tmp_path / "elsewhere" / "manifest.jsonl")
         os.symlink("../../elsewhere/manifest.jsonl", manifest)
+    else:  # the manifest as a hard link to a file outside: an append would write into it
+        manifest.rename(tmp_path / "elsewhere" / "manifest.jsonl")
+        os.link(tmp_path / "elsewhere" / "manifest.jsonl", manifest)
     outside = digests(tmp_path, skip=out)
     try:
         return anonymize_dataset(src, out, KEY, options=BLUR, engine=engine,
@@ -137,13 +140,19 @@ def _resume_with(planted: str, tmp_path: Path, engine: str):
         assert digests(tmp_path, skip=out) == outside  # the source and the rest untouched
 
 
-@pytest.mark.parametrize("planted", ["folder", "file", "manifest"])
+@pytest.mark.parametrize("planted", ["folder", "file", "manifest", "hardlink"])
 def test_links_planted_in_out_are_never_followed(planted, tmp_path):
     out = tmp_path / "out"
     if planted == "file":  # the link itself is replaced by the output
         assert _resume_with(planted, tmp_path, "local")["anonymized"] == 2
         assert not (out / "b" / "p.png").is_symlink()
         assert Image.open(out / "b" / "p.png").size == (256, 256)
+        return
+    if planted == "hardlink":
+        with pytest.raises(OutputFolderError, match=f"^cannot append to {out}/_lreorg/"
+                                                    f"manifest.jsonl: it is not a regular file "
+                                                    f"with one name"):
+            _resume_with(planted, tmp_path, "local")
         return
     where = out / ("b" if planted == "folder" else "_lreorg/manifest.jsonl")
     with pytest.raises(OutputFolderError, match=f"^{where} is a symbolic link, and links "

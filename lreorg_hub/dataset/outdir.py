@@ -225,7 +225,8 @@ class OutDir:
             f.write(data)
 
     def append(self, rel: str | PurePosixPath, data: bytes) -> None:
-        """Append and flush to disk (the dataset manifest); never through a link."""
+        """Append and flush to disk (the dataset manifest); never through a link, symbolic
+        or hard (a rename replaces a name, but an append writes into the file itself)."""
         folders, name = self._split(rel)
         fd = self._folder(folders, create=True)
         try:
@@ -236,6 +237,11 @@ class OutDir:
         finally:
             os.close(fd)
         try:
+            st = os.fstat(out)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:  # a hard link planted here
+                raise OutputFolderError(f"cannot append to {shown(self.path / str(rel))}: it is "
+                                        f"not a regular file with one name; remove it, or use "
+                                        f"another --out")
             os.write(out, data)
             os.fsync(out)
         finally:
