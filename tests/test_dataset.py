@@ -146,7 +146,8 @@ def test_folder_layout_records_and_no_secrets(local_run, image_folder):
     out, summary = local_run
     assert summary == {"items": N_ITEMS + 1, "shards": 6, "shards_done_now": 6,
                        "shards_skipped": 0, "output": str(out), "anonymized": N_ITEMS,
-                       "no_face": 0, "errors": 1, "no_face_items": []}
+                       "no_face": 0, "errors": 1, "no_face_items": [],
+                       "failed_items": ["b/corrupt.png"]}
     inputs, outputs = files(image_folder), files(out)
     # the same tree, names and formats; the corrupt item has no output
     assert set(outputs) == (set(inputs) - {"b/corrupt.png"}) | {"records.jsonl"}

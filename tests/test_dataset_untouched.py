@@ -161,8 +161,9 @@ def test_links_planted_in_out_are_never_followed(planted, tmp_path):
 
 
 def test_ray_actors_never_follow_a_link_planted_in_out(tmp_path, ray_local):
-    with pytest.raises(Exception, match="is a symbolic link, and links inside --out are "
-                                        "never followed"):
+    with pytest.raises(OutputFolderError, match=f"^{tmp_path / 'out' / 'b'} is a symbolic "
+                                                f"link, and links inside --out are never "
+                                                f"followed: remove it, or use another --out$"):
         _resume_with("folder", tmp_path, "ray")
 
 
@@ -186,21 +187,24 @@ def test_items_without_a_face_are_dropped_by_default_and_listed(tmp_path, capsys
     src.mkdir()
     photo().save(src / "face.png")
     no_face().save(src / "coffee\nrow.png")
+    (src / "broken\x1b.png").write_bytes(b"no")
     out = tmp_path / "out"
     argv = ["anonymize-dataset", str(src), "--out", str(out), "--method", "blur",
             "--key-file", str(tmp_path / "k.key"), "--quiet"]
-    assert main(argv) == 0
+    assert main(argv) == 1  # the broken item
     err = capsys.readouterr().err.splitlines()
-    assert err[-1] == (f"lreorg: no face found in 1 item(s), dropped from the output "
-                       f"(--no-face drop): coffee\\nrow.png (all listed in "
-                       f"{out / 'records.jsonl'})")
+    assert err[-2:] == [f"lreorg: no face found in 1 item(s), dropped from the output "
+                        f"(--no-face drop): coffee\\nrow.png (all listed in "
+                        f"{out / 'records.jsonl'})",
+                        f"lreorg: 1 item(s) failed, left out of the output: broken\\x1b.png "
+                        f"(all listed in {out / 'records.jsonl'})"]
     assert sorted(p.name for p in out.iterdir()) == ["_lreorg", "face.png", "records.jsonl"]
     rec = records(out)["coffee\nrow.png"]
     assert rec == {"id": "coffee\nrow.png", "status": "no-face", "output": "dropped",
                    "note": "No face was found, so nothing was anonymized: the item is left "
                            "out of the output (--no-face drop, the default)."}
     passed = tmp_path / "passed"
-    assert main([*argv[:3], str(passed), *argv[4:], "--no-face", "pass"]) == 0
+    assert main([*argv[:3], str(passed), *argv[4:], "--no-face", "pass"]) == 1
     assert "published UNCHANGED (--no-face pass): a face the detector missed is visible in " \
            "them: coffee\\nrow.png" in capsys.readouterr().err
     rec = records(passed)["coffee\nrow.png"]

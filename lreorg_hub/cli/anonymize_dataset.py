@@ -66,15 +66,11 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 130
         raise
-    missed = summary["no_face_items"]
-    if missed:  # never silent, --quiet or not: these items were not anonymized
-        what = ("published UNCHANGED (--no-face pass): a face the detector missed is visible "
-                "in them" if args.no_face == "pass" else "dropped from the output (--no-face "
-                                                         "drop)")
-        more = f", … and {len(missed) - LISTED} more" if len(missed) > LISTED else ""
-        print(f"lreorg: no face found in {len(missed)} item(s), {what}: "
-              f"{', '.join(shown(i) for i in missed[:LISTED])}{more} (all listed in "
-              f"{shown(out / 'records.jsonl')})", file=sys.stderr)
+    # Never silent, --quiet or not: these items were not anonymized.
+    what = ("published UNCHANGED (--no-face pass): a face the detector missed is visible in "
+            "them" if args.no_face == "pass" else "dropped from the output (--no-face drop)")
+    _list(f"no face found in {{}} item(s), {what}", summary["no_face_items"], out)
+    _list("{} item(s) failed, left out of the output", summary["failed_items"], out)
     if not args.quiet:
         print(f"{summary['items']} item(s) in {summary['shards']} shard(s), "
               f"{summary['shards_skipped']} of them done by an earlier run: "
@@ -83,6 +79,16 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
               f"{summary['errors']} failed; records in {shown(out / 'records.jsonl')}",
               file=sys.stderr)
     return 1 if summary["errors"] else 0
+
+
+def _list(what: str, ids: list[str], out: Path) -> None:
+    """One line: how many, the first ``LISTED`` ids (escaped), where all of them are."""
+    from ..image.names import shown
+
+    if ids:
+        more = f", … and {len(ids) - LISTED} more" if len(ids) > LISTED else ""
+        print(f"lreorg: {what.format(len(ids))}: {', '.join(shown(i) for i in ids[:LISTED])}"
+              f"{more} (all listed in {shown(out / 'records.jsonl')})", file=sys.stderr)
 
 
 def register(sub) -> None:

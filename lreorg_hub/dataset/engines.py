@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .options import DatasetOptions, DatasetRunError, PipelineSpec
-from .outdir import OutDir
+from .outdir import OutDir, OutputFolderError
 from .shards import anonymize_shard, write_shard
 from .sources import SourceSpec, open_source
 
@@ -86,8 +86,12 @@ class _ShardWorker:
                 marker = Path(self.fault["marker"])
                 crash = not marker.exists()
                 marker.touch()
-            entries.append(json.dumps(write_shard(self.out, self.source, shard, results,
-                                                  records, crash_after_images=crash)))
+            try:
+                entry = write_shard(self.out, self.source, shard, results, records,
+                                    crash_after_images=crash)
+            except OutputFolderError as e:  # a link in --out: the driver stops with this line
+                entry = {"shard": k, "refused": str(e)}
+            entries.append(json.dumps(entry))
             logs.append(json.dumps(private))  # to the driver, which alone writes the log
         return pa.table({"shard": batch["shard"], "entry": pa.array(entries, pa.string()),
                          "private": pa.array(logs, pa.string())})
@@ -119,4 +123,7 @@ def run_ray(spec, source_spec, todo, count, options, key, salt, out: OutDir, on_
         compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus_per_actor,
         num_cpus=cpus_per_actor)
     for row in ds.iter_rows():  # as shards finish, in any order
-        on_shard(json.loads(row["entry"]), json.loads(row["private"]))
+        entry = json.loads(row["entry"])
+        if "refused" in entry:  # Ray would wrap the actor's exception in its traceback
+            raise OutputFolderError(entry["refused"])
+        on_shard(entry, json.loads(row["private"]))

@@ -84,7 +84,8 @@ def anonymize_dataset(src: str | Path, out: str | Path,
         on_shard: called with each shard's manifest entry once it is recorded.
 
     Returns a summary: items, shards, done now, skipped (from earlier runs), counts, and the
-    ids of the items without a face (``no_face_items``).
+    ids of the items without a face (``no_face_items``) and of those that failed
+    (``failed_items``).
     """
     options = options or DatasetOptions()
     pipeline = pipeline or PipelineSpec()
@@ -172,13 +173,14 @@ def anonymize_dataset(src: str | Path, out: str | Path,
         if log is not None:
             log.close()
     totals = {"anonymized": 0, "no_face": 0, "errors": 0}
-    no_face = []
+    no_face, failed = [], []
     for k in sorted(manifest.done):
         entry = manifest.done[k]
         for name in totals:
             totals[name] += entry.get(name, 0)
         no_face.extend(entry.get("no_face_ids", []))
-    summary.update(totals, no_face_items=no_face)
+        failed.extend(entry.get("error_ids", []))
+    summary.update(totals, no_face_items=no_face, failed_items=failed)
     return summary
 
 

@@ -89,7 +89,8 @@ def write_shard(out: OutDir, source, shard: ShardInput, results: list, records: 
     return {"shard": shard.shard, "items": len(records),
             "anonymized": status.count("anonymized"), "no_face": status.count("no-face"),
             "errors": status.count("error"), "threads": torch.get_num_threads(),
-            "no_face_ids": [r["id"] for r in records if r["status"] == "no-face"]}
+            "no_face_ids": [r["id"] for r in records if r["status"] == "no-face"],
+            "error_ids": [r["id"] for r in records if r["status"] == "error"]}
 
 
 # Bookkeeping
