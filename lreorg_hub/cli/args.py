@@ -178,8 +178,9 @@ def build_pipeline(args: argparse.Namespace, **settings):
     """The pipeline the flags describe (image baselines only when no weights are given)."""
     from ..pipeline import LReOrgPipeline
 
-    common = dict(device=args.device, min_face_size=args.min_face_size,
-                  max_faces=args.max_faces, **settings)
+    common = dict(device=args.device, min_face_size=args.min_face_size, **settings)
+    if getattr(args, "max_faces", None) is not None:  # `eval` has no --max-faces: the default
+        common["max_faces"] = args.max_faces
     if not (args.bundle or args.style_mix):
         return LReOrgPipeline(**common)
     return LReOrgPipeline.from_pretrained(
