@@ -58,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+    """The message on one line: a file name's newline or terminal escape is shown escaped
+    (``image.names.shown``), never acted on."""
+    from ..image.names import shown
+
+    return " ".join(shown(error).split()) or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -13,8 +13,17 @@ from ..pipeline.registry import MAX_SAMPLES, METHODS
 
 __all__ = ["int_list", "window", "number", "float_list", "add_protect_arguments",
            "add_weight_arguments", "add_runtime_arguments", "add_seed_argument",
-           "add_device_argument", "protect_options",
-           "check_weight_arguments", "build_pipeline"]
+           "add_device_argument", "protect_options", "check_weight_arguments",
+           "build_pipeline", "LIMITS_NOTE"]
+
+#: The limits every photo and dataset item meets, for --help (the numbers are the library's:
+#: image.io.DEFAULT_MAX_PIXELS, LReOrgPipeline(max_faces=64), dataset.cells.MAX_ITEM_BYTES;
+#: tests/test_untouched.py keeps them equal). Each has its own message.
+LIMITS_NOTE = ("Limits: a photo has at most 50 megapixels (50,000,000 pixels; a larger one is "
+               "refused: downscale it) and at most --max-faces faces to regenerate (default "
+               "64; a photo with more is refused: choose faces or raise the limit); a dataset "
+               "item (an image cell, or the file it or a folder item names) holds at most "
+               "160 MiB.")
 
 
 def int_list(text: str | None) -> list[int] | None:
@@ -131,7 +140,12 @@ def add_runtime_arguments(p: argparse.ArgumentParser, *, dtype: bool = False) ->
                                                    "of two (e.g. 256 for a fast preview)")
     g.add_argument("--min-face-size", type=int, default=20,
                    help="smallest face regenerated, in pixels (1..10000); smaller faces the "
-                        "detector finds are covered (--small-faces)")
+                        "detector finds (down to 12 px) are covered (--small-faces). A "
+                        "detector can miss faces (profiles, occlusion, blur, faces below "
+                        "12 px): see the README")
+    g.add_argument("--max-faces", type=int, default=64, metavar="N",
+                   help="most faces to regenerate in one photo (1..4096, default 64); a photo "
+                        "with more is refused with its own message")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -179,6 +193,8 @@ def build_pipeline(args: argparse.Namespace, **settings):
     from ..pipeline import LReOrgPipeline
 
     common = dict(device=args.device, min_face_size=args.min_face_size, **settings)
+    if getattr(args, "max_faces", None) is not None:  # `eval` has no --max-faces: the default
+        common["max_faces"] = args.max_faces
     if not (args.bundle or args.style_mix):
         return LReOrgPipeline(**common)
     return LReOrgPipeline.from_pretrained(

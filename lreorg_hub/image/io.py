@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .names import shown
+
 try:  # LittleCMS is optional in Pillow builds; without it ICC conversion is skipped.
     from PIL import ImageCms
 except ImportError:  # pragma: no cover - depends on the Pillow build
@@ -43,6 +45,7 @@ __all__ = [
     "ImageLoadError",
     "ImageTooLargeError",
     "ImageSource",
+    "shown",
     "load_image",
     "to_rgb_array",
     "as_rgb_array",
@@ -73,7 +76,7 @@ class ImageTooLargeError(ImageLoadError):
 def _describe(source: object) -> str:
     """A short human-readable name for an image source, for error messages."""
     if isinstance(source, (str, os.PathLike)):
-        return repr(os.fspath(source))
+        return f"'{shown(source)}'"
     if isinstance(source, (bytes, bytearray)):
         return f"<{len(source)} bytes in memory>"
     name = getattr(source, "name", None)
