@@ -69,6 +69,8 @@ def _urls(value, out: list[str]) -> list[str]:
 
 
 def measure(url: str, max_wait: float, every: float = 1.0) -> dict:
+    """Upload, run, then poll as a second party; seconds until each URL failed (None: still
+    fetchable after ``max_wait``)."""
     import httpx
     from gradio_client import Client
 
@@ -97,7 +99,8 @@ def measure(url: str, max_wait: float, every: float = 1.0) -> dict:
                 if all(v is not None for v in first_fail.values()):
                     break
                 time.sleep(every)
-        return {"url": url, "max_wait_s": max_wait, "poll_every_s": every,
+        return {"url": url, "upload_path": server_path, "max_wait_s": max_wait,
+                "poll_every_s": every,
                 "status_right_after_response": fetched_right_after,
                 "fetchable_for_s": first_fail}
     finally:
