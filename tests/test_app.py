@@ -122,6 +122,35 @@ def test_the_console_banner_says_the_weights_are_random(app, caplog):
     assert "RANDOM" not in _page_text(demo)
 
 
+TECHNICAL = r"\bdraws?\b|sequential composition|rank window|W\+|ε|CDFNet|\bGIA\b|mechanism"
+
+
+def _outside_folds(block, out: list[str]) -> list[str]:
+    """The texts a visitor sees without opening a fold (Accordion)."""
+    if isinstance(block, gr.Accordion):
+        return out
+    for name in ("value", "label", "info", "choices"):
+        value = getattr(block, name, None)
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, list):
+            out += [str(v) for v in value]
+    for child in getattr(block, "children", []):
+        _outside_folds(child, out)
+    return out
+
+
+def test_technical_terms_stay_in_the_folds(app, demo_runtime):
+    import re
+
+    demo = app.build_app(demo_runtime)
+    visible = "\n".join(_outside_folds(demo, []))
+    assert "Privacy budget (smaller = more private)" in visible and "How many versions" in visible
+    assert re.findall(TECHNICAL, visible) == []
+    everything = _page_text(demo)
+    assert "sequential composition" in everything and "rank window" in everything.lower()
+
+
 def test_bundle_and_backbone_from_flags_run_lreorg(app, weights_on_disk, astronaut, photo_path):
     bundle, backbone = weights_on_disk
     demo, _ = app.startup(["--bundle", str(bundle), "--backbone", str(backbone),
@@ -135,7 +164,8 @@ def test_bundle_and_backbone_from_flags_run_lreorg(app, weights_on_disk, astrona
     assert [c for _, c in gallery] == ["nothing kept", "version 1", "version 2"]
     assert "| version 2 | " in summary and "similarity" not in summary  # identity net off
     assert "**Privacy budget:** 2 per version × 2 versions = 4 in total." in summary
-    assert "**Seed:** 11 (typed by you)." in summary and "replay the draw" in summary
+    assert "**Seed:** 11 (typed by you)." in summary
+    assert "can replay how your face was replaced and recognise you" in summary
     assert "**Mechanism:** strict" in details and "sequential composition" in details
     assert record["mechanism"] == "strict" and record["seed"] == 11
     assert record["epsilon_total"] == pytest.approx(4.0)
@@ -334,9 +364,11 @@ def test_compare_is_one_gpu_call_with_a_duration_from_the_work(zerogpu_app, phot
     # 7 methods: 20 s to start + 3 s per generated image (LReOrg's two, one each for the other
     # latent methods) + 1 s per image baseline
     assert app.sv.gpu_seconds(requests) == 20 + 3 * (2 + 1 + 1 + 1) + 1 * 3
-    assert [row[0] for row in table] == ["LReOrg", "style-mix", "Laplace", "k-anonymity",
-                                         "blur", "pixelate", "mask"]
-    assert [c for _, c in gallery] == [row[0] for row in table]
+    assert table["headers"] == ["method", "face found", "seconds"]  # no similarity measured
+    assert [row[0] for row in table["data"]] == ["LReOrg", "style-mix", "Laplace",
+                                                 "k-anonymity", "blur", "pixelate", "mask"]
+    assert [c for _, c in gallery] == [row[0] for row in table["data"]]
+    assert summary.startswith("**Privacy budget spent on this photo:** 3 in total")
     zero.calls.clear()
     _run(app, {"path": str(photo_path)}, samples=4, recover=["gender"])
     assert zero.calls == [("_protect_on_device", 20 + 3 * 5)]

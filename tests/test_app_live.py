@@ -234,7 +234,7 @@ def test_compare_with_a_typed_seed_warns(client, photo_file):
 
     _, _, summary = client.predict(handle_file(str(photo_file)), "3", 0.5, api_name="/compare")
     assert "1.5 in total" in summary and "**Seed:** 3 (typed by you)." in summary
-    assert "replay the draw" in summary
+    assert "can replay how your face was replaced and recognise you" in summary
 
 
 def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:

@@ -158,9 +158,9 @@ def compare_summary(rows: Sequence[Comparison]) -> str:
     spent = {r["method"]: r["epsilon_total"] for r in records
              if r.get("epsilon_total") is not None}
     lines = [spent_sentence(spent)]
-    drawn = next((r for r in records if r.get("seed_source") in ("user", "os-entropy")), None)
-    if drawn is not None:
-        lines.append(seed_sentence(drawn))
+    seed = next((seed_sentence(r) for r in records if seed_sentence(r)), "")
+    if seed:
+        lines.append(seed)
     return "\n\n".join(lines)
 
 

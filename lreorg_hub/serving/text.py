@@ -10,6 +10,7 @@ from typing import Sequence
 
 from ..method import keywords as kw
 from ..pipeline.options import STRENGTH_LIMITS
+from ..privacy import USER_SEED_WARNING
 from ..pipeline.registry import METHODS
 from .files import FileRules
 
@@ -197,10 +198,9 @@ def record_summary(record: dict, measured: Sequence[tuple[str, float | None, int
         lines.append(f"**Small faces:** {count} too small to replace, " + (
             "left as they are." if rule == "keep" else f"covered by {rule} instead."))
     lines.append(_budget_line(record))
-    if record.get("seed_source") in ("user", "os-entropy"):
+    if seed_sentence(record):
         lines.append(seed_sentence(record))
-    else:
-        lines += [f"⚠️ {w}" for w in record.get("warnings", [])]
+    lines += [f"⚠️ {w}" for w in record.get("warnings", []) if w != USER_SEED_WARNING]
     lines.append("**Not covered:** everything outside the face, and what you chose to keep.")
     if measured:
         with_similarity = any(s is not None for _, s, _, _ in measured)
@@ -279,13 +279,21 @@ def spent_sentence(spent: dict[str, float]) -> str:
             f"({_parts(spent)}).")
 
 
+#: The record's warning about a chosen seed (USER_SEED_WARNING), in the page's words.
+SEED_WARNING = ("⚠️ Anyone who has this seed, the result and the public model can replay how "
+                "your face was replaced and recognise you: keep the seed secret, or use "
+                "\"random\" for photos you share.")
+
+
 def seed_sentence(record: dict) -> str:
-    """The seed in words, with the record's warning when the visitor typed one."""
+    """The seed in words (with the warning when the visitor typed one); "" when no random
+    choice was made."""
     if record.get("seed_source") == "user":
-        return "\n\n".join([f"**Seed:** {record.get('seed')} (typed by you)."]
-                           + [f"⚠️ {w}" for w in record.get("warnings", [])])
-    return ("**Seed:** random; it is not shown or kept, so nobody can replay how your face was "
-            "replaced.")
+        return f"**Seed:** {record.get('seed')} (typed by you).\n\n{SEED_WARNING}"
+    if record.get("seed_source") == "os-entropy":
+        return ("**Seed:** random; it is not shown or kept, so nobody can replay how your face "
+                "was replaced.")
+    return ""
 
 
 def keyword_note(unavailable: dict[str, str], shown: Sequence[str]) -> str:
