@@ -4,7 +4,7 @@ Thin on purpose: this file lays out the page (one builder per tab, listed in ``T
 calls ``lreorg_hub.serving``, which runs ``LReOrgPipeline`` (the API the CLI and the tests use).
 Which weights run is decided once at start; the console banner tells the operator, the page
 tells the visitor in one sentence. What is kept of a visitor's photo, where and for how long
-is ``RULES`` (see ``lreorg_hub.serving.files``), enforced here on Gradio's files.
+is ``FILES`` (``lreorg_hub.serving.files``), applied to Gradio's files.
 """
 
 # ZeroGPU: `spaces` must be imported before anything initialises CUDA; elsewhere the
@@ -30,93 +30,14 @@ from gradio.utils import get_upload_folder
 
 from lreorg_hub import serving as sv
 from lreorg_hub.pipeline.options import STRENGTH_LIMITS
+from lreorg_hub.serving.flags import ENV_BACKBONE_HUB, file_rules, parse_args, serving_config
 
 logger = logging.getLogger("lreorg_hub.app")
 
 HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE / "examples" / "astronaut.jpg"
 RUNTIME: sv.Runtime | None = None      # loaded once per process by startup()
-DEMO: gr.Blocks | None = None
-RULES = sv.FileRules()
-PHOTOS = sv.RecentPhotos(RULES.memory_s)
-
-# Flags and the environment variables that set their defaults (flags win).
-ENV_DEMO = "LREORG_DEMO"
-ENV_BUNDLE, ENV_BUNDLE_REVISION = "LREORG_BUNDLE", "LREORG_BUNDLE_REVISION"
-ENV_BACKBONE_PATH = "LREORG_BACKBONE_PATH"
-ENV_BACKBONE_HUB = {"repo": "LREORG_BACKBONE_REPO", "file": "LREORG_BACKBONE_FILE",
-                    "revision": "LREORG_BACKBONE_REVISION"}
-ENV_IDENTITY = "LREORG_IDENTITY_WEIGHTS"
-
-
-def _truthy(value: str | None) -> bool:
-    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def parse_args(argv=None, environ=None) -> argparse.Namespace:
-    env = os.environ if environ is None else environ
-    p = argparse.ArgumentParser(description="LReOrg face anonymization app (Gradio).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    w = p.add_argument_group("weights (decided once at start)")
-    w.add_argument("--demo", action="store_true", default=_truthy(env.get(ENV_DEMO)),
-                   help=f"small random-weight backbone and bundle, offline (env {ENV_DEMO}=1)")
-    w.add_argument("--bundle", default=env.get(ENV_BUNDLE),
-                   help=f"LReOrg bundle: Hub repo id or folder (env {ENV_BUNDLE})")
-    w.add_argument("--bundle-revision", default=env.get(ENV_BUNDLE_REVISION))
-    w.add_argument("--backbone", default=env.get(ENV_BACKBONE_PATH),
-                   help="local e4e / rosinality checkpoint (env LREORG_BACKBONE_PATH); default:"
-                        " the bundle's configured Hub file")
-    for name, var in ENV_BACKBONE_HUB.items():
-        w.add_argument(f"--backbone-{name}", default=env.get(var),
-                       help=f"Hub {name} of the backbone checkpoint (env {var})")
-    w.add_argument("--style-mix", default=env.get("LREORG_STYLE_MIX"),
-                   help="folder / Hub repo of fitted style-mix groups (env LREORG_STYLE_MIX); "
-                        "default: fitted at start on the backbone's mapping network")
-    w.add_argument("--identity-weights", default=env.get(ENV_IDENTITY, "vggface2"),
-                   help="facenet weights for the identity similarity: 'vggface2' or a file "
-                        f"(env {ENV_IDENTITY})")
-    w.add_argument("--no-identity", action="store_true", help="skip the identity similarity")
-    r = p.add_argument_group("serving")
-    r.add_argument("--device", default=env.get("LREORG_DEVICE", "auto"))
-    r.add_argument("--output-size", type=int, default=_int(env.get("LREORG_OUTPUT_SIZE")),
-                   help="stop the generator at this resolution (faster previews)")
-    r.add_argument("--max-pixels", type=int,
-                   default=_int(env.get("LREORG_MAX_PIXELS")) or 25_000_000)
-    r.add_argument("--max-file-size", default=env.get("LREORG_MAX_FILE_SIZE", "20mb"))
-    r.add_argument("--result-seconds", type=float,
-                   default=_int(env.get("LREORG_RESULT_SECONDS")) or RULES.result_s,
-                   help="result images are deleted this long after they are made")
-    r.add_argument("--upload-seconds", type=float,
-                   default=_int(env.get("LREORG_UPLOAD_SECONDS")) or RULES.unused_upload_s,
-                   help="an upload no run has read is deleted after this long (a used one at "
-                        "once); keep it above the longest wait in the queue")
-    r.add_argument("--memory-seconds", type=float,
-                   default=_int(env.get("LREORG_MEMORY_SECONDS")) or RULES.memory_s,
-                   help="a visitor's photo stays in memory (never on disk) this long after "
-                        "their last run, so other settings need no new upload")
-    r.add_argument("--concurrency", type=int, default=_int(env.get("LREORG_CONCURRENCY")) or 1)
-    r.add_argument("--queue-size", type=int, default=_int(env.get("LREORG_QUEUE_SIZE")) or 32)
-    r.add_argument("--host", default=None, help="default: GRADIO_SERVER_NAME or 127.0.0.1")
-    r.add_argument("--port", type=int, default=None, help="default: GRADIO_SERVER_PORT or 7860")
-    return p.parse_args(argv)
-
-
-def _int(value: str | None) -> int | None:
-    return int(value) if value not in (None, "") else None
-
-
-def serving_config(args: argparse.Namespace) -> sv.ServingConfig:
-    return sv.ServingConfig(
-        bundle=args.bundle, bundle_revision=args.bundle_revision, backbone=args.backbone,
-        style_mix=args.style_mix,
-        demo=args.demo, identity_weights=None if args.no_identity else args.identity_weights,
-        device=args.device, output_size=args.output_size, max_pixels=args.max_pixels)
-
-
-def file_rules(args: argparse.Namespace) -> sv.FileRules:
-    return sv.FileRules(result_s=args.result_seconds, unused_upload_s=args.upload_seconds,
-                        memory_s=args.memory_seconds)
-
+FILES: sv.VisitorFiles | None = None    # what is kept of visitors' photos (build_app)
 
 # ---------------------------------------------------------------------------------------------
 # Work on the accelerator: ZeroGPU schedules each decorated call (one per click, Compare
@@ -162,19 +83,8 @@ def _on_device(device_call, *args):
 # library decodes the bytes: its pixel limit, bomb check and messages apply)
 
 
-def _uploads() -> set[str]:
-    return DEMO.upload_file_set if DEMO is not None else set()
-
-
-def _shared_files() -> set[str]:
-    """Files Gradio keeps for every visitor (the example's copy): never deleted. An upload of
-    the very same bytes and name lands on the same path, so this is checked first."""
-    if DEMO is None:
-        return set()
-    return set().union(*(getattr(b, "keep_in_cache", set()) for b in DEMO.blocks.values()))
-
-
 def _photo_bytes(photo, request: gr.Request | None) -> bytes | None:
+    """The bytes of the photo an event was given (None: no photo), under FILES' rules."""
     if photo is None:
         return None
     path = photo.get("path") if isinstance(photo, dict) else photo
@@ -183,52 +93,22 @@ def _photo_bytes(photo, request: gr.Request | None) -> bytes | None:
         if url.startswith("data:") and "," in url:
             return base64.b64decode(url.split(",", 1)[1])
         return None
-    session = getattr(request, "session_hash", None) or ""
-    name = os.path.abspath(path)
-    uploads = _uploads()
-    upload = next((u for u in list(uploads) if os.path.abspath(u) == name), None)
-    if upload is not None and name in {os.path.abspath(k) for k in _shared_files()}:
-        upload = None  # the example's bytes: read below, never deleted
-    if upload is not None:
-        uploads.discard(upload)
-        try:
-            data = sv.read_and_delete(name, get_upload_folder())
-        except FileNotFoundError:  # swept while the request waited in the queue
-            data = PHOTOS.get(session, name)
-        if data is not None:
-            PHOTOS.put(session, name, data)
-            return data
-    else:
-        data = PHOTOS.get(session, name)  # this visitor's photo, already read
-        if data is not None:
-            return data
-        if Path(name).is_file():  # the example photo (kept for every visitor)
-            return Path(name).read_bytes()
-    raise sv.RequestError("Your photo was deleted from the server as the Privacy tab says; "
-                          "please upload it again.")
+    return FILES.photo_bytes(path, getattr(request, "session_hash", None) or "")
 
 
 def _forget_photo(request: gr.Request):
-    PHOTOS.forget(getattr(request, "session_hash", None) or "")
+    FILES.photos.forget(getattr(request, "session_hash", None) or "")
 
 
-def sweep(final: bool = False) -> None:
-    """Delete the files the rules say are due (all of them when ``final``: shutdown)."""
-    if DEMO is None:
-        return
-    keep, root = _shared_files(), get_upload_folder()
-    sv.delete_older_than(DEMO.upload_file_set, None if final else RULES.unused_upload_s,
-                         root, keep)
-    for files in DEMO.temp_file_sets:
-        if files is not DEMO.upload_file_set:
-            sv.delete_older_than(files, None if final else RULES.result_s, root, keep)
-    PHOTOS.clear() if final else PHOTOS.expire()
+def _shared_files(demo: gr.Blocks) -> set[str]:
+    """What Gradio keeps for every visitor (the example's copy)."""
+    return set().union(*(getattr(b, "keep_in_cache", set()) for b in demo.blocks.values()))
 
 
 def _sweep_forever(stop: threading.Event) -> None:
-    while not stop.wait(RULES.sweep_every_s):
+    while not stop.wait(FILES.rules.sweep_every_s):
         try:
-            sweep()
+            FILES.sweep()
         except OSError as exc:  # never let the sweeper die: it is the privacy promise
             logger.error("sweep failed: %s", exc)
 
@@ -449,7 +329,7 @@ def build_compare_tab(runtime: sv.Runtime) -> None:
 
 def build_privacy_tab(runtime: sv.Runtime) -> None:
     gr.Markdown(runtime.summary())
-    gr.Markdown(sv.files_statement(RULES), elem_id="files-statement")
+    gr.Markdown(sv.files_statement(FILES.rules), elem_id="files-statement")
     gr.Markdown(sv.PRIVACY_STATEMENT)
     with gr.Accordion("Technical details", open=False):
         gr.Markdown(sv.TECHNICAL_NOTE)
@@ -461,11 +341,14 @@ TABS = [("Anonymize", build_anonymize_tab), ("Compare", build_compare_tab),
 
 
 def build_app(runtime: sv.Runtime, rules: sv.FileRules | None = None) -> gr.Blocks:
-    global RUNTIME, DEMO, RULES, PHOTOS
-    RUNTIME, RULES = runtime, rules or RULES
-    PHOTOS = sv.RecentPhotos(RULES.memory_s)
-    # Gradio's own delete_cache is off: sweep() applies RULES (two ages, not one) instead.
-    with gr.Blocks(title="LReOrg face anonymization") as demo:
+    global RUNTIME, FILES
+    RUNTIME, rules = runtime, rules or sv.FileRules()
+    # Gradio's own delete_cache is off: FILES.sweep() applies the rules (an age per kind of
+    # file, not one for all) to the sets of paths Gradio keeps.
+    demo = gr.Blocks(title="LReOrg face anonymization")
+    FILES = sv.VisitorFiles(rules, demo.upload_file_set, lambda: demo.temp_file_sets,
+                            lambda: _shared_files(demo), get_upload_folder())
+    with demo:
         gr.Markdown("# LReOrg face anonymization")
         gr.Markdown("**Upload a photo or tap the example, then press Anonymize.** "
                     + runtime.summary(), elem_id="what-to-do")
@@ -473,7 +356,6 @@ def build_app(runtime: sv.Runtime, rules: sv.FileRules | None = None) -> gr.Bloc
             with gr.Tab(label):
                 build(runtime)
         demo.unload(_forget_photo)
-    DEMO = demo
     return demo
 
 
@@ -502,7 +384,7 @@ def main(argv=None) -> None:
             show_error=False, footer_links=["gradio", "settings"], css=CSS)
     finally:
         stop.set()
-        sweep(final=True)
+        FILES.sweep(final=True)
 
 
 if __name__ == "__main__":

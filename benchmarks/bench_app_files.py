@@ -16,7 +16,6 @@ client's own upload of the same photo, a moment later, lands on the same path.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import shutil
 import sys

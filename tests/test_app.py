@@ -275,7 +275,7 @@ def _upload(app, photo_path, name="selfie.jpg") -> Path:
     path = Path(get_upload_folder()) / "f00d" / name
     path.parent.mkdir(parents=True)
     path.write_bytes(photo_path.read_bytes())
-    app.DEMO.upload_file_set.add(str(path))
+    app.FILES.uploads.add(str(path))
     return path
 
 
@@ -285,7 +285,7 @@ def test_an_upload_is_deleted_once_read_and_stays_only_in_its_sessions_memory(
     upload = _upload(app, photo_path)
     _run(app, {"path": str(upload)}, method="blur")
     assert not upload.exists() and not upload.parent.exists()
-    assert str(upload) not in app.DEMO.upload_file_set
+    assert str(upload) not in app.FILES.uploads
     # the same visitor tries other settings without uploading again
     (_, after), *_ = _run(app, {"path": str(upload)}, method="pixelate")
     assert after.size == Image.open(photo_path).size
@@ -295,7 +295,7 @@ def test_an_upload_is_deleted_once_read_and_stays_only_in_its_sessions_memory(
              request=types.SimpleNamespace(session_hash="someone-else"))
     assert err.value.message == ("Your photo was deleted from the server as the Privacy tab "
                                  "says; please upload it again.")
-    app.PHOTOS.forget("visitor-1")  # the tab was closed
+    app.FILES.photos.forget("visitor-1")  # the tab was closed
     with pytest.raises(gr.Error, match="deleted from the server"):
         _run(app, {"path": str(upload)}, method="blur")
 
@@ -303,13 +303,13 @@ def test_an_upload_is_deleted_once_read_and_stays_only_in_its_sessions_memory(
 def test_the_sweep_keeps_the_example_and_purges_everything_else_at_shutdown(
         app, demo_runtime, photo_path):
     app.build_app(demo_runtime, app.sv.FileRules(result_s=3600, unused_upload_s=3600))
-    example = next(iter(app._shared_files()))  # the example photo's copy, for every visitor
+    example = next(iter(app.FILES.shared()))  # the example photo's copy, for every visitor
     unused = _upload(app, photo_path, "never_used.jpg")
-    app.sweep()
+    app.FILES.sweep()
     assert unused.is_file() and Path(example).is_file()  # younger than their ages
-    app.sweep(final=True)
+    app.FILES.sweep(final=True)
     assert not unused.exists() and Path(example).is_file()
-    assert app.DEMO.upload_file_set == set()
+    assert app.FILES.uploads == set()
 
 
 # -- ZeroGPU: one scheduled call per click, its duration from the work, its errors in words ----

@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import struct
-import time
 import zlib
 from pathlib import Path
 

@@ -18,7 +18,8 @@ Layer 4. May import: ``lreorg_hub.pipeline`` and everything below it, ``lreorg_h
 ``lreorg_hub.scorers``. Never Gradio (only ``app.py`` imports it), never the CLI.
 """
 
-from .files import FileRules, RecentPhotos, delete_older_than, read_and_delete
+from .files import (PHOTO_GONE, FileRules, RecentPhotos, VisitorFiles, delete_older_than,
+                    read_and_delete)
 from .form import MethodForm, method_form
 from .measure import Output, measure
 from .protect import (COMPARISON_COLUMNS, Comparison, ProtectResult, compare, compare_photo,
@@ -37,7 +38,8 @@ __all__ = ["ServingConfig", "Runtime", "load_runtime", "RequestError", "options_
            "protect", "protect_photo", "compare", "compare_photo", "compare_summary", "Comparison",
            "COMPARISON_COLUMNS", "comparison_table",
            "comparison_options", "comparison_requests", "comparison_budget", "gpu_seconds",
-           "MethodForm", "method_form", "FileRules", "RecentPhotos", "read_and_delete",
+           "MethodForm", "method_form", "FileRules", "RecentPhotos", "VisitorFiles", "PHOTO_GONE",
+           "read_and_delete",
            "delete_older_than", "record_summary", "record_details", "budget_sentence",
            "compare_budget_sentence", "files_statement", "gpu_message", "page_sentence",
            "parse_seed", "read_photo", "user_message", "METHOD_LABELS", "PAGE_LABELS",

@@ -10,7 +10,8 @@ these rules; the app's tests measure them).
   deleted once older than a stated age, and all of them when the server stops:
   :func:`delete_older_than`.
 
-Plain files and memory: no web framework here (``app.py`` passes its paths in).
+:class:`VisitorFiles` applies these rules to the web framework's files; no web framework
+here (``app.py`` hands over Gradio's sets of paths).
 """
 
 from __future__ import annotations
@@ -21,9 +22,15 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, MutableSet
+from typing import Callable, Iterable, MutableSet
 
-__all__ = ["FileRules", "read_and_delete", "delete_older_than", "RecentPhotos"]
+from .text import RequestError
+
+__all__ = ["FileRules", "read_and_delete", "delete_older_than", "RecentPhotos",
+           "VisitorFiles", "PHOTO_GONE"]
+
+PHOTO_GONE = ("Your photo was deleted from the server as the Privacy tab says; please upload it "
+              "again.")
 
 
 @dataclass(frozen=True)
@@ -148,3 +155,53 @@ class RecentPhotos:
         while self._items and total > self.max_bytes:
             _, (_, data, _) = self._items.popitem(last=False)
             total -= len(data)
+
+
+class VisitorFiles:
+    """The rules applied to a web framework's files.
+
+    uploads: the set the framework adds each upload's path to; temp_sets(): every set of paths
+    it wrote (uploads, results); shared(): paths kept for every visitor (the example's copy;
+    an upload of the very same bytes and name lands on the same path); root: its temporary
+    folder (empty folders inside it are removed with their last file)."""
+
+    def __init__(self, rules: FileRules, uploads: MutableSet[str],
+                 temp_sets: Callable[[], Iterable[MutableSet[str]]],
+                 shared: Callable[[], Iterable[str]], root: str | os.PathLike):
+        self.rules, self.uploads, self.temp_sets, self.shared = rules, uploads, temp_sets, shared
+        self.root = root
+        self.photos = RecentPhotos(rules.memory_s)
+
+    def photo_bytes(self, path: str | os.PathLike, session: str) -> bytes:
+        """The photo a run was given: an upload is read once and deleted (its bytes then kept
+        in this session's memory); a shared file is read and kept."""
+        name = os.path.abspath(path)
+        upload = next((u for u in list(self.uploads) if os.path.abspath(u) == name), None)
+        if upload is not None and name not in {os.path.abspath(k) for k in self.shared()}:
+            self.uploads.discard(upload)
+            try:
+                data = read_and_delete(name, self.root)
+            except FileNotFoundError:  # swept while the request waited in the queue
+                data = self.photos.get(session, name)
+            if data is None:
+                raise RequestError(PHOTO_GONE)
+            self.photos.put(session, name, data)
+            return data
+        data = self.photos.get(session, name)  # this visitor's photo, read before
+        if data is not None:
+            return data
+        if upload is not None or Path(name).is_file():
+            return Path(name).read_bytes()
+        raise RequestError(PHOTO_GONE)
+
+    def sweep(self, final: bool = False) -> None:
+        """Delete what the rules say is due; everything but the shared files when ``final``
+        (the server stops)."""
+        keep = set(self.shared())
+        delete_older_than(self.uploads, None if final else self.rules.unused_upload_s,
+                          self.root, keep)
+        for files in self.temp_sets():
+            if files is not self.uploads:
+                delete_older_than(files, None if final else self.rules.result_s, self.root,
+                                  keep)
+        self.photos.clear() if final else self.photos.expire()

@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from ..method import keywords as kw
 from ..pipeline.options import STRENGTH_LIMITS
 from ..privacy import USER_SEED_WARNING
 from ..pipeline.registry import METHODS
-from .files import FileRules
+
+if TYPE_CHECKING:
+    from .files import FileRules
 
 __all__ = ["METHOD_LABELS", "PAGE_LABELS", "SHORT_NAMES", "PRIVACY_STATEMENT", "TECHNICAL_NOTE",
            "RequestError", "files_statement", "record_summary", "record_details",
-           "budget_sentence", "compare_budget_sentence", "spent_sentence", "seed_sentence", "keyword_note", "strength_info",
-           "page_sentence", "gpu_message", "user_message"]
+           "budget_sentence", "compare_budget_sentence", "spent_sentence", "seed_sentence",
+           "SEED_WARNING", "keyword_note", "strength_info", "page_sentence", "gpu_message",
+           "user_message"]
 
 #: The library's labels (technical, for the record and the console).
 METHOD_LABELS = {name: info.label for name, info in METHODS.items()}
@@ -57,7 +59,7 @@ TECHNICAL_NOTE = (
     "composition they spend k·ε.")
 
 
-def files_statement(rules: FileRules) -> str:
+def files_statement(rules: "FileRules") -> str:
     """Exactly what the server keeps of a visitor's photo, where, and for how long."""
     return (
         "**What this server keeps of your photo, where, and for how long.**\n\n"
