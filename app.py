@@ -328,7 +328,6 @@ def build_compare_tab(runtime: sv.Runtime) -> None:
 
 
 def build_privacy_tab(runtime: sv.Runtime) -> None:
-    gr.Markdown(runtime.summary())
     gr.Markdown(sv.files_statement(FILES.rules), elem_id="files-statement")
     gr.Markdown(sv.PRIVACY_STATEMENT)
     with gr.Accordion("Technical details", open=False):

@@ -417,3 +417,24 @@ def test_a_visitor_error_inside_the_gpu_call_keeps_its_sentence(zerogpu_app, tmp
         with pytest.raises(gr.Error) as err:
             call()
         assert err.value.message.startswith("No face was found in this photo.")
+
+
+@pytest.mark.parametrize("fields, sentence", [
+    (dict(rank_low=2, rank_high=20),
+     "The rank window (under Advanced) needs 1 ≤ start ≤ end ≤ 16."),
+    (dict(rank_low=5, rank_high=2),
+     "The rank window (under Advanced) needs 1 ≤ start ≤ end ≤ the number of groups."),
+    (dict(samples=0), "How many versions must be a whole number from 1 to 8 (each version uses "
+                      "the privacy budget once more)."),
+    (dict(epsilon=-0.5), "The privacy budget must be a number from 0 to 10 (smaller is more "
+                         "private)."),
+    (dict(mechanism="fuzzy"), "Mechanism must be 'window' or 'strict', got 'fuzzy'"),
+])
+def test_the_librarys_one_validation_in_the_visitors_words(demo_runtime, fields, sentence):
+    from lreorg_hub import serving as sv
+
+    form = dict(anonymize=["identity"], recover=[], epsilon=1.0)
+    form.update(fields)
+    with pytest.raises(sv.RequestError) as err:
+        sv.check_options(demo_runtime, sv.options_from_form(demo_runtime, "lreorg", **form))
+    assert str(err.value).startswith(sentence)

@@ -355,11 +355,13 @@ TEXT_ELEMENTS = ("#results .caption-label, #compare-results .caption-label, #rec
 
 
 def _tabs_all_visible(page) -> None:
+    import app
+
     tabs = page.evaluate("""[...document.querySelectorAll('[role=tablist] [role=tab]')].map(
         b => { const r = b.getBoundingClientRect();
                return [b.innerText.trim(), r.width > 0 && r.left >= 0 &&
                        r.right <= window.innerWidth]; })""")
-    assert [name for name, _ in tabs] == ["Anonymize", "Compare", "Privacy"]
+    assert [name for name, _ in tabs] == [label for label, _ in app.TABS]
     assert all(shown for _, shown in tabs), tabs
     assert page.evaluate("[...document.querySelectorAll('.overflow-menu')].every("
                          "m => m.classList.contains('hide') || m.offsetParent === null)")
