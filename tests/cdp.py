@@ -46,8 +46,7 @@ class Browser:
         self.session = self.send("Target.attachToTarget", targetId=target,
                                  flatten=True)["sessionId"]
         self.send("Page.enable")
-        self.send("Emulation.setDeviceMetricsOverride", width=self.width, height=self.height,
-                  deviceScaleFactor=1, mobile=False)
+        self.resize(self.width, self.height)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -109,6 +108,20 @@ class Browser:
                 pass
             time.sleep(every)
         raise TimeoutError(f"page never satisfied {condition!r} within {timeout} s")
+
+    def upload(self, selector: str, path: Path) -> None:
+        """Choose ``path`` in the file input ``selector``, as a visitor picking a file."""
+        root = self.send("DOM.getDocument", depth=0)["root"]["nodeId"]
+        node = self.send("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+        if not node:
+            raise RuntimeError(f"no element matches {selector!r}")
+        self.send("DOM.setFileInputFiles", files=[str(path)], nodeId=node)
+
+    def resize(self, width: int, height: int) -> None:
+        """Emulate a screen of this size (a phone when narrower than 600 px)."""
+        self.width, self.height = width, height
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                  deviceScaleFactor=1, mobile=width < 600)
 
     def screenshot(self, path: Path) -> None:
         data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)

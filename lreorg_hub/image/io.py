@@ -111,7 +111,7 @@ def _check_single_frame(img: Image.Image, what: str) -> None:
         raise ImageLoadError(
             f"image {what} has {frames} frames ({kind}); only single-frame images are "
             f"processed, so that no frame is left unprotected by mistake. Save each frame you "
-            f"want as its own image and pass those instead")
+            f"want as its own image and use those instead")
 
 
 def _open(source: ImageSource, max_pixels: int | None) -> Image.Image:
