@@ -1,8 +1,10 @@
 """The Gradio app: ``python app.py [--demo] [--bundle ...] [--backbone ...]``.
 
-Thin on purpose: this file lays out the page (one small builder per tab) and calls
-``lreorg_hub.serving``, which runs ``LReOrgPipeline`` (the API the CLI and the tests use).
-Which weights run is decided once at start (see ``parse_args``) and shown in a banner.
+Thin on purpose: this file lays out the page (one builder per tab, listed in ``TABS``) and
+calls ``lreorg_hub.serving``, which runs ``LReOrgPipeline`` (the API the CLI and the tests use).
+Which weights run is decided once at start; the console banner tells the operator, the page
+tells the visitor in one sentence. What is kept of a visitor's photo or clip, where and for
+how long is ``FILES`` (``lreorg_hub.serving.files``), applied to Gradio's files.
 """
 
 # ZeroGPU: `spaces` must be imported before anything initialises CUDA; elsewhere the
@@ -19,358 +21,400 @@ import argparse
 import base64
 import logging
 import os
+import signal
+import threading
 from pathlib import Path
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
-from lreorg_hub.method import keywords as kw
 from lreorg_hub import serving as sv
+from lreorg_hub.pipeline.options import STRENGTH_LIMITS
 from lreorg_hub.serving import video as sv_video, webcam as sv_webcam
+from lreorg_hub.serving.flags import ENV_BACKBONE_HUB, file_rules, parse_args, serving_config
 
 logger = logging.getLogger("lreorg_hub.app")
 
 HERE = Path(__file__).resolve().parent
-EXAMPLES = HERE / "examples"
-RUNTIME: sv.Runtime | None = None  # loaded once per process by startup()
+EXAMPLE = HERE / "examples" / "astronaut.jpg"
+RUNTIME: sv.Runtime | None = None      # loaded once per process by startup()
+FILES: sv.VisitorFiles | None = None    # what is kept of visitors' photos (build_app)
 
-# Flags and the environment variables that set their defaults (flags win).
-ENV_DEMO = "LREORG_DEMO"
-ENV_BUNDLE, ENV_BUNDLE_REVISION = "LREORG_BUNDLE", "LREORG_BUNDLE_REVISION"
-ENV_BACKBONE_PATH = "LREORG_BACKBONE_PATH"
-ENV_BACKBONE_HUB = {"repo": "LREORG_BACKBONE_REPO", "file": "LREORG_BACKBONE_FILE",
-                    "revision": "LREORG_BACKBONE_REVISION"}
-ENV_IDENTITY = "LREORG_IDENTITY_WEIGHTS"
+# ---------------------------------------------------------------------------------------------
+# Work on the accelerator: ZeroGPU schedules each decorated call (one per click, Compare
+# included) for the duration computed from its work; elsewhere they run in place.
 
 
-def _truthy(value: str | None) -> bool:
-    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
+def _returned(work, *args):
+    """ZeroGPU hands any exception but gr.Error back from its worker as the bare class name,
+    so a visitor's error travels back as a value and is raised again in :func:`_on_device`."""
+    try:
+        return work(*args), None
+    except sv.RequestError as exc:
+        return None, str(exc)
 
 
-def parse_args(argv=None, environ=None) -> argparse.Namespace:
-    env = os.environ if environ is None else environ
-    p = argparse.ArgumentParser(description="LReOrg face anonymization app (Gradio).")
-    w = p.add_argument_group("weights (decided once at start)")
-    w.add_argument("--demo", action="store_true", default=_truthy(env.get(ENV_DEMO)),
-                   help=f"small random-weight backbone and bundle, offline (env {ENV_DEMO}=1)")
-    w.add_argument("--bundle", default=env.get(ENV_BUNDLE),
-                   help=f"LReOrg bundle: Hub repo id or folder (env {ENV_BUNDLE})")
-    w.add_argument("--bundle-revision", default=env.get(ENV_BUNDLE_REVISION))
-    w.add_argument("--backbone", default=env.get(ENV_BACKBONE_PATH),
-                   help="local e4e / rosinality checkpoint (env LREORG_BACKBONE_PATH); default:"
-                        " the bundle's configured Hub file")
-    for name, var in ENV_BACKBONE_HUB.items():
-        w.add_argument(f"--backbone-{name}", default=env.get(var),
-                       help=f"Hub {name} of the backbone checkpoint (env {var})")
-    w.add_argument("--style-mix", default=env.get("LREORG_STYLE_MIX"),
-                   help="folder / Hub repo of fitted style-mix groups (env LREORG_STYLE_MIX); "
-                        "default: fitted at start on the backbone's mapping network")
-    w.add_argument("--identity-weights", default=env.get(ENV_IDENTITY, "vggface2"),
-                   help="facenet weights for the identity similarity: 'vggface2' or a file "
-                        f"(env {ENV_IDENTITY})")
-    w.add_argument("--no-identity", action="store_true", help="skip the identity similarity")
-    r = p.add_argument_group("serving")
-    r.add_argument("--device", default=env.get("LREORG_DEVICE", "auto"))
-    r.add_argument("--output-size", type=int, default=_int(env.get("LREORG_OUTPUT_SIZE")),
-                   help="stop the generator at this resolution (faster previews)")
-    r.add_argument("--max-pixels", type=int,
-                   default=_int(env.get("LREORG_MAX_PIXELS")) or 25_000_000)
-    r.add_argument("--max-file-size", default=env.get("LREORG_MAX_FILE_SIZE", "20mb"))
-    r.add_argument("--cache-seconds", type=int,
-                   default=_int(env.get("LREORG_CACHE_SECONDS")) or 300,
-                   help="uploads and results are deleted from Gradio's cache after this long")
-    r.add_argument("--concurrency", type=int, default=_int(env.get("LREORG_CONCURRENCY")) or 1)
-    r.add_argument("--queue-size", type=int, default=_int(env.get("LREORG_QUEUE_SIZE")) or 32)
-    r.add_argument("--host", default=None, help="default: GRADIO_SERVER_NAME or 127.0.0.1")
-    r.add_argument("--port", type=int, default=None, help="default: GRADIO_SERVER_PORT or 7860")
-    return p.parse_args(argv)
+def _protect_seconds(photo, options) -> int:
+    return sv.gpu_seconds([options])
 
 
-def _int(value: str | None) -> int | None:
-    return int(value) if value not in (None, "") else None
+@GPU(duration=_protect_seconds)
+def _protect_on_device(photo, options):
+    return _returned(sv.protect_photo, RUNTIME, photo, options)
 
 
-def serving_config(args: argparse.Namespace) -> sv.ServingConfig:
-    return sv.ServingConfig(
-        bundle=args.bundle, bundle_revision=args.bundle_revision, backbone=args.backbone,
-        style_mix=args.style_mix,
-        demo=args.demo, identity_weights=None if args.no_identity else args.identity_weights,
-        device=args.device, output_size=args.output_size, max_pixels=args.max_pixels)
+def _compare_seconds(photo, requests) -> int:
+    return sv.gpu_seconds(requests)
+
+
+@GPU(duration=_compare_seconds)
+def _compare_on_device(photo, requests):
+    return _returned(sv.compare_photo, RUNTIME, photo, requests)
+
+
+def _clip_seconds(clip, options, out_dir, progress=None) -> int:
+    return sv_video.clip_gpu_seconds(clip)
+
+
+@GPU(duration=_clip_seconds)  # one call per clip, its duration from the clip's frames
+def _clip_on_device(clip, options, out_dir, progress=None):
+    return _returned(sv_video.protect_clip, RUNTIME, clip, options, out_dir, progress)
+
+
+@GPU(duration=10)
+def _webcam_on_device(frame, session, method, epsilon):
+    return _returned(sv_webcam.webcam_frame, RUNTIME, frame, session, method, epsilon)
+
+
+def _on_device(device_call, *args):
+    value, error = device_call(*args)
+    if error is not None:
+        raise sv.RequestError(error)
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
-# Work on the accelerator (ZeroGPU schedules these; elsewhere they run in place)
+# The visitor's upload: read once, deleted at once (events run with preprocess=False, so the
+# library decodes the bytes: its pixel limit, bomb check and messages apply)
 
 
-def _gpu_seconds(photo, options) -> int:
-    return 30 + 10 * (options.samples or 1)
+def _photo_bytes(photo, request: gr.Request | None, clip: bool = False) -> bytes | None:
+    """The bytes of the photo (or clip) an event was given (None: none), under FILES' rules;
+    a clip is kept in memory apart from the session's photo."""
+    if photo is None:
+        return None
+    path = photo.get("path") if isinstance(photo, dict) else photo
+    if not path:
+        url = (photo.get("url") or "") if isinstance(photo, dict) else ""
+        if url.startswith("data:") and "," in url:
+            return base64.b64decode(url.split(",", 1)[1])
+        return None
+    session = getattr(request, "session_hash", None) or ""
+    if clip:
+        return FILES.photo_bytes(path, session + CLIP_SLOT, gone=sv.CLIP_GONE)
+    return FILES.photo_bytes(path, session)
 
 
-@GPU(duration=_gpu_seconds)
-def _protect_on_device(photo, options):
-    return sv.protect_photo(RUNTIME, photo, options)
+CLIP_SLOT = "/clip"   # a session's clip is kept beside its photo, not instead of it
+
+
+def _forget_photo(request: gr.Request):
+    session = getattr(request, "session_hash", None) or ""
+    FILES.photos.forget(session)
+    FILES.photos.forget(session + CLIP_SLOT)
+
+
+def _shared_files(demo: gr.Blocks) -> set[str]:
+    """What Gradio keeps for every visitor (the example's copy)."""
+    return set().union(*(getattr(b, "keep_in_cache", set()) for b in demo.blocks.values()))
+
+
+def _sweep_forever(stop: threading.Event) -> None:
+    while not stop.wait(FILES.rules.sweep_every_s):
+        try:
+            FILES.sweep()
+        except OSError as exc:  # never let the sweeper die: it is the privacy promise
+            logger.error("sweep failed: %s", exc)
 
 
 # ---------------------------------------------------------------------------------------------
 # Handlers: validate, call the library, turn every failure into one sentence
 
 
-def _upload_bytes(photo) -> bytes | None:
-    """The raw upload (events run with preprocess=False so the library, not Gradio, decodes
-    it: its pixel limit, bomb check and messages apply). Gradio has already checked that the
-    path lies in its upload folder."""
-    if photo is None:
-        return None
-    path = photo.get("path") if isinstance(photo, dict) else photo
-    if not path:
-        url = photo.get("url") or ""
-        if url.startswith("data:") and "," in url:
-            return base64.b64decode(url.split(",", 1)[1])
-        return None
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:  # purged by delete_cache while the request waited in the queue
-        raise sv.RequestError("Your upload was deleted from the server before its turn came "
-                              "(the queue was long); please upload it again.") from None
-
-
-def _page_error(exc: Exception) -> gr.Error:
+def _page_error(exc: Exception, what: str = "photo") -> gr.Error:
+    if isinstance(exc, gr.Error) and str(getattr(exc, "title", "")).startswith("ZeroGPU"):
+        return gr.Error(sv.gpu_message(exc.title, exc.message, what), print_exception=False)
     if not isinstance(exc, sv.RequestError):
         logger.error("request failed: %s", type(exc).__name__, exc_info=exc)
-    return gr.Error(sv.user_message(exc), print_exception=False)
+    return gr.Error(sv.user_message(exc, what), print_exception=False)
 
 
 def anonymize_photo(photo, method, anonymize, recover, epsilon, mechanism, rank_low, rank_high,
-                    seed, samples, strength, progress=gr.Progress()):
-    """Anonymize the faces of one photo; returns (before, after), the captioned results, the
-    privacy record in words, and the record as JSON (an OS-entropy seed is never in it)."""
+                    seed, samples, blur_strength, pixelate_strength, mask_opacity,
+                    request: gr.Request = None, progress=gr.Progress()):
+    """Anonymize the faces of one photo. Returns (before, after), every version with a short
+    caption, what was done in words, the technical details, and the public privacy record
+    (a random seed is never in it). Each strength applies only to its own method."""
+    strength = {"blur": blur_strength, "pixelate": pixelate_strength,
+                "mask": mask_opacity}.get(method)
     try:
         options = sv.check_options(RUNTIME, sv.options_from_form(
-            RUNTIME, method, anonymize, recover, epsilon, mechanism, rank_low, rank_high, seed, samples,
-            strength))
-        photo_image = sv.read_photo(_upload_bytes(photo), RUNTIME.max_pixels)
+            RUNTIME, method, anonymize, recover, epsilon, mechanism, rank_low, rank_high, seed,
+            samples, strength))
+        image = sv.read_photo(_photo_bytes(photo, request), RUNTIME.max_pixels)
         progress(0.1, desc="anonymizing")
-        result = _protect_on_device(photo_image, options)
+        result = _on_device(_protect_on_device, image, options)
     except Exception as exc:
         raise _page_error(exc) from None
     progress(1.0, desc="done")
     gallery = [(o.image, o.caption) for o in result.outputs]
-    return ((result.original, result.main.image), gallery, sv.describe_record(result.record),
-            result.record)
+    return ((result.original, result.main.image), gallery,
+            sv.record_summary(result.record, result.measured()),
+            sv.record_details(result.record), result.record)
 
 
-def compare_methods(photo, seed, epsilon, progress=gr.Progress()):
-    """One photo through every available method with the same seed: captioned results and a
-    table of identity similarity, detection and time."""
+def compare_methods(photo, seed, epsilon, request: gr.Request = None, progress=gr.Progress()):
+    """One photo through every available method (one version each): the results, a table of
+    identity similarity, detection and time, and the total privacy budget spent."""
     try:
-        _, rows = sv.compare(RUNTIME, _upload_bytes(photo), seed, epsilon, progress=progress,
-                             run=_protect_on_device)
+        requests = sv.comparison_requests(RUNTIME, seed, epsilon)
+        image = sv.read_photo(_photo_bytes(photo, request), RUNTIME.max_pixels)
+        progress(0.1, desc="running every method")
+        rows = _on_device(_compare_on_device, image, requests)
     except Exception as exc:
         raise _page_error(exc) from None
     gallery = [(r.output.image, r.output.caption) for r in rows if r.output is not None]
-    table = [[r.method, sv.METHOD_LABELS.get(r.method, r.method),
-              None if r.output is None or r.output.identity_similarity is None
-              else round(r.output.identity_similarity, 3),
-              "" if r.output is None else f"{r.output.faces_detected}/{r.output.faces_total}",
-              round(r.seconds, 2), r.error or ""] for r in rows]
-    return gallery, table
+    return gallery, sv.comparison_table(rows), sv.compare_summary(rows)
 
 
-def keyword_boxes(method):
-    """The keyword checkboxes for ``method``: what it can serve, the rest named with a reason."""
-    anonymizable, recoverable, unavailable = RUNTIME.keyword_choices(method)
-    return (_keyword_box(anonymizable, kw.DEFAULT_ANONYMIZE, unavailable),
-            _keyword_box(recoverable, kw.DEFAULT_RECOVER, unavailable))
-
-
-def _keyword_box(choices, defaults, unavailable):
-    return gr.update(choices=choices, value=[k for k in defaults if k in choices],
-                     interactive=bool(choices), info=_keyword_info(unavailable, choices) or None)
-
-
-def total_budget(method, anonymize, epsilon, samples):
-    """The total privacy budget k·ε that k diverse samples spend, in words."""
-    return sv.budget_text(method, anonymize, epsilon, samples)
-
-
-# ---------------------------------------------------------------------------------------------
-# Page: one builder per tab
-
-
-def _keyword_info(unavailable: dict[str, str], group: list[str]) -> str:
-    off = {n: why for n, why in unavailable.items() if n not in group}
-    if not off:
-        return ""
-    return "Not available with these weights: " + "; ".join(f"{n} ({why})"
-                                                             for n, why in off.items())
-
-
-def build_visitor_tab(runtime: sv.Runtime) -> None:
-    with gr.Row():
-        with gr.Column(scale=1):
-            photo = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"],
-                             label="Your photo", format="png", height=320, elem_id="photo")
-            method = gr.Dropdown([(sv.METHOD_LABELS.get(m, m), m) for m in runtime.methods],
-                                 value=runtime.default_method, label="Method")
-            anonymize = gr.CheckboxGroup(
-                runtime.anonymizable, label="Anonymize",
-                value=[k for k in kw.DEFAULT_ANONYMIZE if k in runtime.anonymizable],
-                info=_keyword_info(runtime.unavailable, runtime.anonymizable) or None,
-                interactive=bool(runtime.anonymizable))
-            recover = gr.CheckboxGroup(
-                runtime.recoverable, label="Recover (keep from your photo)",
-                value=[k for k in kw.DEFAULT_RECOVER if k in runtime.recoverable],
-                info=_keyword_info(runtime.unavailable, runtime.recoverable) or None,
-                interactive=bool(runtime.recoverable))
-            epsilon = gr.Slider(0.0, runtime.limits.max_epsilon, value=runtime.default_epsilon, step=0.1,
-                                label="Privacy budget ε per draw (smaller = more private)")
-            samples = gr.Slider(1, runtime.limits.max_samples, value=1, step=1,
-                                label="Diverse samples k")
-            budget = gr.Markdown(sv.budget_text(runtime.default_method,
-                                                list(kw.DEFAULT_ANONYMIZE),
-                                                runtime.default_epsilon, 1))
-            seed = gr.Textbox("random", label="Seed", max_lines=1,
-                              info="'random' draws from the operating system's entropy and is "
-                                   "never shown. A number you type is shown with the result: "
-                                   "anyone who has it can replay the draw.")
-            with gr.Accordion("Advanced", open=False):
-                mechanism = gr.Radio(["window", "strict"], value="window", label="Mechanism",
-                                     info="window: the paper's GIA (ε relative to the rank "
-                                          "window); strict: ε-LDP over all groups")
-                low, high = runtime.default_rank_window
-                with gr.Row():
-                    rank_low = gr.Number(low, precision=0, minimum=1,
-                                         maximum=runtime.num_groups, label="Rank window start")
-                    rank_high = gr.Number(high, precision=0, minimum=1,
-                                          maximum=runtime.num_groups, label="Rank window end")
-                strength = gr.Number(None, label="Strength of blur / pixelate / mask (empty: "
-                                                 "the baseline's default)", minimum=0, maximum=1)
-            run = gr.Button("Anonymize", variant="primary", elem_id="run-anonymize")
-        with gr.Column(scale=2):
-            before_after = gr.ImageSlider(type="pil", format="png", label="Before / after",
-                                        elem_id="before-after")
-            gallery = gr.Gallery(format="png", columns=3, label="Results (each captioned with "
-                                 "what was measured)", height="auto", elem_id="results")
-            record_text = gr.Markdown(label="Privacy record", elem_id="record")
-            record_json = gr.JSON(label="Privacy record (JSON)")
-    inputs = [photo, method, anonymize, recover, epsilon, mechanism, rank_low, rank_high, seed,
-              samples, strength]
-    run.click(anonymize_photo, inputs, [before_after, gallery, record_text, record_json],
-              api_name="anonymize", preprocess=False)
-    method.change(keyword_boxes, method, [anonymize, recover], api_visibility="private",
-                  show_progress="hidden")
-    gr.on([method.change, anonymize.change, epsilon.change, samples.change], total_budget,
-          [method, anonymize, epsilon, samples], budget, api_name="budget",
-          show_progress="hidden")
-    if (EXAMPLES / "astronaut.jpg").is_file():
-        gr.Examples([[str(EXAMPLES / "astronaut.jpg")]], inputs=[photo], cache_examples=False,
-                    label="Example (public-domain NASA photo)", elem_id="examples-visitor")
-    with gr.Accordion("What the guarantee covers", open=False):
-        gr.Markdown(sv.PRIVACY_STATEMENT)
-
-
-def build_reviewers_tab(runtime: sv.Runtime) -> None:
-    gr.Markdown("One photo through every method that can run here, with the same seed: "
-                "identity similarity to the input (higher = more recognisable), whether the "
-                "face is still detected, and time.")
-    with gr.Row():
-        with gr.Column(scale=1):
-            photo = gr.Image(type="filepath", sources=["upload", "clipboard"], label="Photo",
-                             format="png", height=280)
-            seed = gr.Textbox("0", label="Seed (shared by every method)", max_lines=1)
-            epsilon = gr.Slider(0.0, runtime.limits.max_epsilon, value=runtime.default_epsilon, step=0.1,
-                                label="Privacy budget ε")
-            run = gr.Button("Compare", variant="primary")
-        with gr.Column(scale=2):
-            gallery = gr.Gallery(format="png", columns=3, label="Side by side", height="auto")
-            table = gr.Dataframe(headers=["method", "label", "identity similarity",
-                                          "face detected", "seconds", "note"],
-                                 interactive=False, label="Measurements")
-    run.click(compare_methods, [photo, seed, epsilon], [gallery, table], api_name="compare",
-              preprocess=False)
-    if (EXAMPLES / "astronaut.jpg").is_file():
-        gr.Examples([[str(EXAMPLES / "astronaut.jpg")]], inputs=[photo], cache_examples=False)
-
-
-def build_about_tab(runtime: sv.Runtime) -> None:
-    gr.Markdown(sv.PRIVACY_STATEMENT)
-    gr.Markdown("**Weights.** " + runtime.banner().replace("\n", "\n\n"))
-
-
-# ---------------------------------------------------------------------------------------------
-# Video and Webcam tabs: the work is in lreorg_hub.serving.video and .webcam
-
-
-def _clip_gpu_seconds(path, options, out_dir, progress=None) -> int:
-    return sv_video.clip_gpu_seconds(path)
-
-
-@GPU(duration=_clip_gpu_seconds)  # one GPU call per clip, its length from the clip's frames
-def _protect_clip_on_device(path, options, out_dir, progress=None):
-    return sv_video.protect_clip(RUNTIME, path, options, out_dir, progress)
-
-
-@GPU(duration=10)
-def _webcam_on_device(frame, session, method, epsilon):
-    return sv_webcam.webcam_frame(RUNTIME, frame, session, method, epsilon)
-
-
-def anonymize_clip(upload, method, epsilon, progress=gr.Progress()):
-    """Anonymize one uploaded clip: (the clip, its record in words, the record as JSON)."""
+def anonymize_clip(clip, method, epsilon, request: gr.Request = None, progress=gr.Progress()):
+    """Anonymize one uploaded clip (one GPU call): the anonymized clip, what was done in
+    words, the technical details, and the public privacy record."""
     try:
         options = sv_video.stream_options(RUNTIME, method, epsilon)
-        video = upload.get("video", upload) if isinstance(upload, dict) else upload
-        path = video.get("path") if isinstance(video, dict) else video
-        result = _protect_clip_on_device(path, options, gr.utils.get_upload_folder(),
-                                         progress)
+        data = _photo_bytes(clip, request, clip=True)
+        result = _on_device(_clip_on_device, data, options, get_upload_folder(), progress)
     except Exception as exc:
-        raise _page_error(exc) from None
-    return result.path, result.text, result.record
+        raise _page_error(exc, "clip") from None
+    FILES.add_result(result.path)
+    return result.path, result.summary, result.details, result.record
 
 
 def webcam_frames(frame, session, method, epsilon):
     """One streamed camera frame through the visitor's session (kept on the server)."""
     try:
-        return _webcam_on_device(frame, session, method, epsilon)
+        return _on_device(_webcam_on_device, frame, session, method, epsilon)
+    except Exception as exc:
+        raise _page_error(exc, "frame") from None
+
+
+def method_controls(method):
+    """The controls ``method`` uses, shown; the others hidden, with one sentence why."""
+    f = sv.method_form(RUNTIME, method)
+    low, high = RUNTIME.default_rank_window
+    return (gr.update(choices=f.anonymize, value=f.anonymize_value, visible=f.show_anonymize),
+            gr.update(choices=f.recover, value=f.recover_value, visible=f.show_recover),
+            gr.update(visible=f.budget), gr.update(visible=f.versions),
+            gr.update(visible=f.seed), gr.update(visible=f.advanced),
+            gr.update(maximum=f.groups, value=min(low, f.groups)),
+            gr.update(maximum=f.groups, value=min(high, f.groups)),
+            *[gr.update(visible=f.method == m) for m in STRENGTH_LIMITS],
+            gr.update(value=f.note, visible=bool(f.note)))
+
+
+def budget_line(method, anonymize, epsilon, samples):
+    """The page's live budget line: a choice the library refuses is said in place."""
+    try:
+        return sv.budget(RUNTIME, method, anonymize, epsilon, samples)
+    except sv.RequestError as exc:
+        return str(exc)
+
+
+def total_budget(method, anonymize, epsilon, samples):
+    """The total privacy budget a choice spends (k versions at ε each spend k·ε); a budget
+    that is not a number from 0 to the app's maximum is refused."""
+    try:
+        return sv.budget(RUNTIME, method, anonymize, epsilon, samples)
     except Exception as exc:
         raise _page_error(exc) from None
 
 
-def build_video_tab(runtime: sv.Runtime) -> None:
-    gr.Markdown("Upload a short clip: every face is followed from frame to frame and gets "
-                "**one** replacement identity for the whole clip (one ε-DP draw per tracked "
-                "face); pose and expression come from each frame. " +
-                sv_video.CLIP_LIMITS.text(), elem_id="video-limits")
-    with gr.Row():
-        with gr.Column(scale=1):
-            clip = gr.Video(sources=["upload"], label="Your clip", elem_id="clip")
-            method = gr.Dropdown([(sv.METHOD_LABELS.get(m, m), m) for m in runtime.methods],
-                                 value=runtime.default_method, label="Method")
+def compare_budget_line(epsilon):
+    try:
+        return sv.compare_budget_sentence(sv.comparison_budget(RUNTIME, epsilon))
+    except sv.RequestError as exc:
+        return str(exc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Page: one builder per tab (TABS lists them)
+
+SEED_INFO = ("\"random\" is never shown or kept. A number you type is shown with the result, "
+             "and anyone who has it can replay how your face was replaced: keep it secret.")
+CSS = """
+/* On a phone the tab labels are set tighter, so that every tab fits in the bar (Gradio moves
+   the tabs that do not fit into a "more" menu, measuring them with these same styles). */
+@media (max-width: 480px) {
+  .tab-container button { padding-left: 6px; padding-right: 6px; font-size: 14px; }
+}
+/* every result shows without scrolling inside the gallery (Gradio caps it at 55% of the
+   screen's height) */
+#results .grid-wrap, #compare-results .grid-wrap { max-height: none; }
+/* a caption wraps under its thumbnail rather than being cut */
+.caption-label { white-space: normal; overflow-wrap: anywhere; max-width: 100%; }
+"""
+
+
+def _photo_and_example(elem: str) -> gr.Image:
+    """The upload with the example beside it (first when the row wraps on a phone)."""
+    photo = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"],
+                     label="Your photo", format="png", height=300, elem_id=f"{elem}-photo",
+                     render=False)
+    with gr.Row(equal_height=False):
+        if EXAMPLE.is_file():
+            with gr.Column(scale=0, min_width=110):
+                gr.Examples([[str(EXAMPLE)]], inputs=[photo], cache_examples=False,
+                            label="Example", elem_id=f"{elem}-example")
+        with gr.Column(scale=1, min_width=200):
+            photo.render()
+    return photo
+
+
+def build_anonymize_tab(runtime: sv.Runtime) -> None:
+    form = sv.method_form(runtime, runtime.default_method)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=320):
+            photo = _photo_and_example("anonymize")
+            run = gr.Button("Anonymize", variant="primary", elem_id="run-anonymize")
+            method = gr.Dropdown([(sv.PAGE_LABELS.get(m, m), m) for m in runtime.methods],
+                                 value=form.method, label="Method", elem_id="method")
+            note = gr.Markdown(form.note, visible=bool(form.note), elem_id="method-note")
+            anonymize = gr.CheckboxGroup(form.anonymize, value=form.anonymize_value,
+                                         label="Anonymize", visible=form.show_anonymize)
+            recover = gr.CheckboxGroup(form.recover, value=form.recover_value,
+                                       label="Keep from your photo", visible=form.show_recover,
+                                       elem_id="keep")
             epsilon = gr.Slider(0.0, runtime.limits.max_epsilon, value=runtime.default_epsilon,
-                                step=0.1, label="Privacy budget ε per tracked face")
+                                step=0.1, label="Privacy budget (smaller = more private)",
+                                visible=form.budget, elem_id="epsilon")
+            samples = gr.Slider(1, runtime.limits.max_samples, value=1, step=1, precision=0,
+                                label="How many versions", visible=form.versions)
+            budget = gr.Markdown(budget_line(form.method, form.anonymize_value,
+                                             runtime.default_epsilon, 1),
+                                 label="Total privacy budget", elem_id="budget")
+            strengths = [gr.Slider(0.01, upper, value=default, step=0.01,
+                                   label=f"Strength of {sv.SHORT_NAMES[m]}",
+                                   info=sv.method_form(runtime, m).strength_info,
+                                   visible=form.method == m, elem_id=f"strength-{m}")
+                         for m, (default, upper) in STRENGTH_LIMITS.items()]
+            seed = gr.Textbox("random", label="Seed", max_lines=1, info=SEED_INFO,
+                              visible=form.seed)
+            with gr.Accordion("Advanced", open=False, visible=form.advanced) as advanced:
+                mechanism = gr.Radio(["window", "strict"], value="window", label="Mechanism",
+                                     info="window: the paper's (ε relative to the rank window);"
+                                          " strict: ε over all groups")
+                low, high = runtime.default_rank_window
+                with gr.Row(elem_id="rank-window"):
+                    rank_low = gr.Number(low, precision=0, minimum=1, maximum=form.groups,
+                                         label="Rank window start")
+                    rank_high = gr.Number(high, precision=0, minimum=1, maximum=form.groups,
+                                          label="Rank window end")
+        with gr.Column(scale=2, min_width=320):
+            before_after = gr.ImageSlider(type="pil", format="png", label="Before and after",
+                                          elem_id="before-after")
+            gallery = gr.Gallery(format="png", columns=3, label="All versions", height="auto",
+                                 elem_id="results")
+            summary = gr.Markdown(label="What was done", elem_id="record")
+            with gr.Accordion("Technical details", open=False):
+                details = gr.Markdown(label="Technical details", elem_id="record-details")
+                record = gr.JSON(label="Privacy record")
+    inputs = [photo, method, anonymize, recover, epsilon, mechanism, rank_low, rank_high, seed,
+              samples, *strengths]
+    run.click(anonymize_photo, inputs, [before_after, gallery, summary, details, record],
+              api_name="anonymize", preprocess=False, scroll_to_output=True)
+    method.change(method_controls, method,
+                  [anonymize, recover, epsilon, samples, seed, advanced, rank_low, rank_high,
+                   *strengths, note], api_visibility="private", show_progress="hidden",
+                  queue=False)
+    gr.on([method.change, anonymize.change, epsilon.change, samples.change], budget_line,
+          [method, anonymize, epsilon, samples], budget, api_visibility="private",
+          show_progress="hidden")
+
+    # /budget for API users: the same line, but a choice the library refuses is an error
+    # (a hidden trigger, so that its parameters and output carry the components' names)
+    api_only = gr.Button(visible=False)
+    api_only.click(total_budget, [method, anonymize, epsilon, samples], budget,
+                   api_name="budget", preprocess=False, show_progress="hidden")
+
+
+def build_compare_tab(runtime: sv.Runtime) -> None:
+    gr.Markdown("Your photo through every method available here, one version each: how "
+                "recognisable each result still is, whether a face is still found, and time.")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=320):
+            photo = _photo_and_example("compare")
+            run = gr.Button("Compare", variant="primary", elem_id="run-compare")
+            epsilon = gr.Slider(0.0, runtime.limits.max_epsilon, value=runtime.default_epsilon,
+                                step=0.1, label="Privacy budget for each method")
+            budget = gr.Markdown(compare_budget_line(runtime.default_epsilon),
+                                 elem_id="compare-budget")
+            seed = gr.Textbox("random", label="Seed (the same for every method)", max_lines=1,
+                              info=SEED_INFO)
+        with gr.Column(scale=2, min_width=320):
+            gallery = gr.Gallery(format="png", columns=3, label="Results by method",
+                                 height="auto", elem_id="compare-results")
+            table = gr.Dataframe(headers=list(sv.COMPARISON_COLUMNS), interactive=False,
+                                 label="Measurements", elem_id="compare-table")
+            summary = gr.Markdown(label="Privacy budget spent", elem_id="compare-summary")
+    run.click(compare_methods, [photo, seed, epsilon], [gallery, table, summary],
+              api_name="compare", preprocess=False, scroll_to_output=True)
+    epsilon.change(compare_budget_line, epsilon, budget, api_visibility="private",
+                   show_progress="hidden")
+
+
+def _stream_controls(runtime: sv.Runtime, elem: str) -> tuple[gr.Dropdown, gr.Slider]:
+    """The Video and Webcam tabs' method menu and budget (what the rest of a method's form
+    would set is the Anonymize tab's default)."""
+    method = gr.Dropdown([(sv.PAGE_LABELS.get(m, m), m) for m in runtime.methods],
+                         value=runtime.default_method, label="Method", elem_id=f"{elem}-method")
+    epsilon = gr.Slider(0.0, runtime.limits.max_epsilon, value=runtime.default_epsilon,
+                        step=0.1, label="Privacy budget per face (smaller = more private)",
+                        elem_id=f"{elem}-epsilon")
+    return method, epsilon
+
+
+def build_video_tab(runtime: sv.Runtime) -> None:
+    gr.Markdown("Upload a short clip: each face is followed from frame to frame and gets "
+                "**one** new face for the whole clip, with the pose and expression of each "
+                "frame. " + sv_video.CLIP_LIMITS.text(), elem_id="video-limits")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=320):
+            clip = gr.Video(sources=["upload"], label="Your clip", elem_id="clip")
             run = gr.Button("Anonymize the clip", variant="primary", elem_id="run-video")
-        with gr.Column(scale=2):
+            method, epsilon = _stream_controls(runtime, "video")
+        with gr.Column(scale=2, min_width=320):
             result = gr.Video(label="Anonymized clip", elem_id="clip-anonymized",
                               interactive=False)
-            record_text = gr.Markdown(elem_id="clip-record")
-            record_json = gr.JSON(label="Privacy record (JSON)")
-    run.click(anonymize_clip, [clip, method, epsilon], [result, record_text, record_json],
-              api_name="anonymize_video", api_visibility="undocumented", preprocess=False)
+            summary = gr.Markdown(label="What was done", elem_id="clip-record")
+            with gr.Accordion("Technical details", open=False):
+                details = gr.Markdown(label="Technical details", elem_id="clip-record-details")
+                record = gr.JSON(label="Privacy record")
+    run.click(anonymize_clip, [clip, method, epsilon], [result, summary, details, record],
+              api_name="anonymize_video", preprocess=False, scroll_to_output=True)
 
 
 def build_webcam_tab(runtime: sv.Runtime) -> None:
-    gr.Markdown("Your camera, anonymized live: each face is tracked, blurred until it has "
-                "been seen for a few frames, then replaced by one drawn identity for as long "
-                "as it stays tracked. The session's random secret stays on the server and is "
-                "never shown; nothing is recorded.")
-    with gr.Row():
-        with gr.Column():
+    gr.Markdown("Your camera, anonymized live: each face is followed, blurred until it has "
+                "been seen for a few frames, then given one new face for as long as it stays "
+                "in view. The random secret behind the new faces stays on the server and is "
+                "never shown; the Privacy tab says what is kept of your camera, and for how "
+                "long.")
+    with gr.Row(equal_height=False):
+        with gr.Column(min_width=320):
             camera = gr.Image(sources=["webcam"], streaming=True, type="numpy",
                               label="Your camera", elem_id="webcam")
-            method = gr.Dropdown([(sv.METHOD_LABELS.get(m, m), m) for m in runtime.methods],
-                                 value=runtime.default_method, label="Method")
-            epsilon = gr.Slider(0.0, runtime.limits.max_epsilon, value=runtime.default_epsilon,
-                                step=0.1, label="Privacy budget ε per tracked face")
-        with gr.Column():
+            method, epsilon = _stream_controls(runtime, "webcam")
+        with gr.Column(min_width=320):
             anonymized = gr.Image(type="numpy", label="Anonymized", elem_id="webcam-anonymized")
             rate = gr.Markdown(sv_webcam.webcam_text(None), elem_id="webcam-fps")
     session = gr.State(None)   # the tracker and the per-session secret, server-side only
@@ -378,39 +422,37 @@ def build_webcam_tab(runtime: sv.Runtime) -> None:
                   [anonymized, session, rate], stream_every=sv_webcam.STREAM_EVERY,
                   time_limit=sv_webcam.TIME_LIMIT, api_visibility="private",
                   show_progress="hidden")
-    _purge_cache_at_exit(gr.context.Context.root_block)
 
 
-def _purge_cache_at_exit(blocks) -> None:
-    """A stream or a State makes every page (and gradio_client) hold a heartbeat connection;
-    Gradio 6.31 then waits longer than its 5 s to stop the server and skips the shutdown
-    purge of ``delete_cache``. Purge at interpreter exit instead (Ctrl-C; SIGTERM skips it,
-    as it skips Gradio's own)."""
-    import atexit
-
-    from gradio.route_utils import delete_files_created_by_app
-
-    if blocks is not None:
-        atexit.register(delete_files_created_by_app, blocks, None)
+def build_privacy_tab(runtime: sv.Runtime) -> None:
+    gr.Markdown(sv.files_statement(FILES.rules), elem_id="files-statement")
+    gr.Markdown(sv.PRIVACY_STATEMENT)
+    with gr.Accordion("Technical details", open=False):
+        gr.Markdown(sv.TECHNICAL_NOTE)
 
 
-def build_app(runtime: sv.Runtime, cache_seconds: int = 300) -> gr.Blocks:
-    global RUNTIME
-    RUNTIME = runtime
-    with gr.Blocks(title="LReOrg face anonymization",
-                   delete_cache=(cache_seconds, cache_seconds)) as demo:
+#: (tab label, builder): the page's tabs, in order.
+TABS = [("Anonymize", build_anonymize_tab), ("Compare", build_compare_tab),
+        ("Video", build_video_tab), ("Webcam", build_webcam_tab),
+        ("Privacy", build_privacy_tab)]
+
+
+def build_app(runtime: sv.Runtime, rules: sv.FileRules | None = None) -> gr.Blocks:
+    global RUNTIME, FILES
+    RUNTIME, rules = runtime, rules or sv.FileRules()
+    # Gradio's own delete_cache is off: FILES.sweep() applies the rules (an age per kind of
+    # file, not one for all) to the sets of paths Gradio keeps.
+    demo = gr.Blocks(title="LReOrg face anonymization")
+    FILES = sv.VisitorFiles(rules, demo.upload_file_set, lambda: demo.temp_file_sets,
+                            lambda: _shared_files(demo), get_upload_folder())
+    with demo:
         gr.Markdown("# LReOrg face anonymization")
-        gr.Markdown(runtime.banner(), elem_id="banner")
-        with gr.Tab("Anonymize"):
-            build_visitor_tab(runtime)
-        with gr.Tab("Compare methods (reviewers)"):
-            build_reviewers_tab(runtime)
-        with gr.Tab("Video", elem_id="tab-video"):
-            build_video_tab(runtime)
-        with gr.Tab("Webcam", elem_id="tab-webcam"):
-            build_webcam_tab(runtime)
-        with gr.Tab("Privacy"):
-            build_about_tab(runtime)
+        gr.Markdown("**Upload a photo or tap the example, then press Anonymize.** "
+                    + runtime.summary(), elem_id="what-to-do")
+        for label, build in TABS:
+            with gr.Tab(label):
+                build(runtime)
+        demo.unload(_forget_photo)
     return demo
 
 
@@ -422,16 +464,24 @@ def startup(argv=None, environ=None) -> tuple[gr.Blocks, argparse.Namespace]:
         if value:
             os.environ[var] = value
     runtime = sv.load_runtime(serving_config(args))
-    logger.info("serving mode %s, methods %s", runtime.mode, ", ".join(runtime.methods))
-    return build_app(runtime, args.cache_seconds), args
+    logger.warning("%s", runtime.console_banner())
+    return build_app(runtime, file_rules(args)), args
 
 
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     demo, args = startup(argv)
-    demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size).launch(
-        server_name=args.host, server_port=args.port, max_file_size=args.max_file_size,
-        show_error=False, footer_links=["gradio", "settings"])
+    # Docker and Spaces stop a container with SIGTERM: purge exactly as on Ctrl-C (SIGINT).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stop = threading.Event()
+    threading.Thread(target=_sweep_forever, args=(stop,), daemon=True).start()
+    try:
+        demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size).launch(
+            server_name=args.host, server_port=args.port, max_file_size=args.max_file_size,
+            show_error=False, footer_links=["gradio", "settings"], css=CSS)
+    finally:
+        stop.set()
+        FILES.sweep(final=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,12 @@ default step (1024 px image resized to 256) against which the other rows are com
 
     python benchmarks/bench_training.py --batch-size 1 --steps 2      # CPU
     python benchmarks/bench_training.py --device cuda --batch-size 4  # GPU
+
+The last column is the expected time of ``--schedule-steps`` steps (default: the configured
+schedule) at the measured seconds per step. ``--batch-size`` is the pairs *per process*: the
+one-GPU schedule is the ``--batch-size 4`` row; a data-parallel run on P GPUs with
+``batch_size = P·b`` costs about the ``--batch-size b`` row per step (plus one all-reduce of
+CDFNet's gradients, 84 MB, per step).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ ROWS = {
     "IOS early 256 px": dict(keyword="identity", generator_output_size=256),
     "IOS 1024→256 + checkpointing": dict(keyword="identity", gradient_checkpointing=True),
     "IOS 1024→256 + bf16": dict(keyword="identity", mixed_precision="bf16"),
+    "IOS 1024→256 + fp16": dict(keyword="identity", mixed_precision="fp16"),
 }
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = "IOS 1024→256 (default)"
@@ -106,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default=",".join(ROWS),
                         help="comma-separated rows (default: all)")
     parser.add_argument("--tiny", action="store_true", help="small configuration (smoke test)")
+    parser.add_argument("--schedule-steps", type=int, default=None,
+                        help="steps of the schedule to estimate (default: TrainingConfig's)")
     parser.add_argument("--out", default="benchmarks/results/training.json")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row, print JSON
     args = parser.parse_args(argv)
@@ -132,22 +141,30 @@ def main(argv: list[str] | None = None) -> int:
             rows[name] = {"error": lines[-1:] or [f"exit status {done.returncode}"]}
             continue
         rows[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    from lreorg_hub.training.config import TrainingConfig
+
+    schedule = args.schedule_steps or TrainingConfig().steps
+    for row in rows.values():
+        if "error" not in row:
+            row["schedule_hours"] = schedule * row["seconds_per_step"] / 3600
     ref = rows.get(REFERENCE, {}).get("seconds_per_step")
     what = "tiny" if args.tiny else "full-size (1024 px G, facenet 160, ViT-B-32, CDFNet 18x512)"
     print(f"\nswap training, {what}, batch {args.batch_size} pairs, median of {args.steps} "
           f"steps, random weights, {torch.get_num_threads()} threads")
-    print(f"{'row':<32}{'device':>8}{'s/step':>10}{'vs default':>12}{'peak MiB':>11}")
+    print(f"{'row':<32}{'device':>8}{'s/step':>10}{'vs default':>12}{'peak MiB':>11}"
+          f"{f'h / {schedule} steps':>18}")
     for name, row in rows.items():
         if "error" in row:
             print(f"{name:<32}  failed: {' '.join(row['error'])}")
             continue
         ratio = row["seconds_per_step"] / ref if ref else float("nan")
         print(f"{name:<32}{row['device']:>8}{row['seconds_per_step']:>10.2f}{ratio:>11.2f}x"
-              f"{row['peak_memory_mib']:>11.0f}")
+              f"{row['peak_memory_mib']:>11.0f}{row['schedule_hours']:>18.1f}")
     report = {"benchmark": "training", "tiny": args.tiny, "batch_size": args.batch_size,
               "steps": args.steps, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "python": platform.python_version(),
               "processor": platform.processor() or platform.machine(), "reference": REFERENCE,
+              "schedule_steps": schedule,
               "rows": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -71,8 +71,9 @@ OS_ENTROPY_NOTE = ("The random seed was drawn from OS entropy and not kept: it i
                    "record and cannot be recovered, as the ε-DP guarantee requires.")
 
 DERIVED_SEED_NOTE = ("The random seed was derived from a secret key kept by whoever ran this "
-                     "(HMAC of the key and the item); neither the key nor the seed is in this "
-                     "record, so the draw cannot be replayed from the output.")
+                     "(HMAC of the key, a salt of the run and the item); neither the key nor "
+                     "the seed is in this record, so the draw cannot be replayed from the "
+                     "output.")
 
 
 USER_SEED_WARNING = ("This output was drawn with a seed you chose, recorded here. Anyone who "

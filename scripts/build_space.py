@@ -3,10 +3,11 @@
     python scripts/build_space.py build/space          # then:
     hf upload ORG/SPACE_NAME build/space --repo-type space
 
-The folder holds the Space card (space/README.md, front matter included), the Space's own
-requirements (space/requirements.txt: no gradio pin, a ZeroGPU-supported torch), app.py, the
-lreorg_hub package, the model-card template and the example photos. Nothing else: no tests,
-no caches, no virtual environment. An existing OUT folder is replaced.
+The folder holds the Space card (space/README.md, front matter included), the license its
+card names (LICENSE), the Space's own requirements (space/requirements.txt: no gradio pin, a
+ZeroGPU-supported torch), app.py, the lreorg_hub package without the parts the app never
+imports, the model-card template and the example photos. Nothing else: no tests, no caches,
+no virtual environment. An existing OUT folder is replaced.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".DS_Store")
-#: Sub-packages the app never imports (evaluation, dataset runs): leaving them out keeps their
-#: heavy requirements (torchmetrics, Ray, pyarrow, datasets) off the Space.
-NOT_IN_SPACE = ("lreorg_hub/evaluation", "lreorg_hub/dataset")
+#: What the app never imports: evaluation and dataset runs (leaving them out keeps their heavy
+#: requirements, torchmetrics, Ray, pyarrow, datasets, off the Space) and the command line,
+#: whose sub-commands import them; every module shipped must import in the Space.
+NOT_IN_SPACE = ("lreorg_hub/evaluation", "lreorg_hub/dataset", "lreorg_hub/cli")
 
 #: (source relative to the repository, destination relative to the Space root)
 CONTENTS = [
     ("space/README.md", "README.md"),
     ("space/requirements.txt", "requirements.txt"),
+    ("LICENSE", "LICENSE"),
     ("app.py", "app.py"),
     ("lreorg_hub", "lreorg_hub"),
     ("model_cards", "model_cards"),

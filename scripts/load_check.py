@@ -1,18 +1,25 @@
-"""Load check of the app: N concurrent gradio_client clients on loopback against ``python
-app.py --demo``; prints a table and writes JSON.
+"""Load check of the app: N concurrent gradio_client clients on loopback against
+``python app.py --demo``; prints a table and writes JSON.
 
     .venv/bin/python scripts/load_check.py [--clients 20] [--requests 2] [--samples 2]
+    .venv/bin/python scripts/load_check.py --clients 2 --requests 1 --json /tmp/check.json
 
-Reports latency p50 / p95 / max, failures (must be 0), the server's peak resident memory, and
-the upload / result files left in Gradio's temporary folder (1) while the server runs, once
-its purge interval has passed, and (2) after a clean shutdown (both must be 0; the example
-photo's own cached copy is not an upload and is not counted).
+Each client is a visitor with a photo of their own (the example, shifted and flipped) who
+asks LReOrg for k diverse versions. Reported: requests completed and failed (failures must
+be 0), latency p50 / p95 / max, throughput, the server's peak resident memory, and the files
+of visitors left in Gradio's temporary folder (1) right after the run, (2) once the app's
+stated time for results has passed and (3) after a clean shutdown (SIGTERM, as Docker and
+Spaces stop a container); (2) and (3) must be 0. The example photo's own copy is shared by
+every visitor and is not counted. The work folder (photos, Gradio's folder, the app's log) is
+removed at the end; ``--keep-work`` keeps it for a look.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -27,6 +34,12 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from app_server import AppServer  # noqa: E402  (the same launcher the app tests use)
+
+SWEEP_SECONDS = 5  # the app deletes due files this often (lreorg_hub.serving.FileRules)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The whole description as written, and every option's default."""
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -48,21 +61,42 @@ def client_photos(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--clients", type=int, default=20)
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="load_check.py", description=__doc__,
+                                formatter_class=HelpFormatter)
+    p.add_argument("--clients", type=int, default=20, help="concurrent visitors")
     p.add_argument("--requests", type=int, default=2, help="requests per client")
-    p.add_argument("--samples", type=int, default=2, help="diverse samples per request")
+    p.add_argument("--samples", type=int, default=2, help="diverse versions per request")
     p.add_argument("--concurrency", type=int, default=2, help="the app's --concurrency")
-    p.add_argument("--cache-seconds", type=int, default=40,
-                   help="the app's --cache-seconds (longer than any wait in the queue)")
+    p.add_argument("--result-seconds", type=int, default=10,
+                   help="the app's --result-seconds: results are deleted this long after "
+                        "they are made")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" /
-                   "app_load_check.json")
-    args = p.parse_args(argv)
+                   "app_load_check.json", help="where to write the JSON report")
+    p.add_argument("--keep-work", action="store_true",
+                   help="keep the work folder (photos, Gradio's folder, the app's log)")
+    return p.parse_args(argv)
 
+
+def visitor_files(server: AppServer) -> list[Path]:
+    return [f for f in server.files() if f.name != "astronaut.jpg"]
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     from gradio_client import Client, handle_file
 
     work = Path(tempfile.mkdtemp(prefix="lreorg_load_"))
+    try:
+        return run(args, work, Client, handle_file)
+    finally:
+        if args.keep_work:
+            print(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, work: Path, Client, handle_file) -> int:
     (work / "photos").mkdir()
     photos = client_photos(work / "photos", args.clients)
     queue_size = args.clients * args.requests + 8
@@ -70,8 +104,8 @@ def main(argv=None) -> int:
           f"{queue_size}) ...", flush=True)
     started = time.perf_counter()
     server = AppServer(["--demo", "--no-identity", "--concurrency", str(args.concurrency),
-                        "--queue-size", str(queue_size), "--cache-seconds",
-                        str(args.cache_seconds)], env={}, temp_dir=work / "gradio_tmp",
+                        "--queue-size", str(queue_size), "--result-seconds",
+                        str(args.result_seconds)], env={}, temp_dir=work / "gradio_tmp",
                        log_path=work / "app.log")
     startup_s = time.perf_counter() - started
     latencies: list[float] = []
@@ -87,10 +121,10 @@ def main(argv=None) -> int:
         for _ in range(args.requests):
             start = time.perf_counter()
             try:
-                (_, after), gallery, _, record = client.predict(
+                (_, after), gallery, _, _, record = client.predict(
                     handle_file(str(photos[i])), "lreorg", ["identity"],
                     ["gender", "age", "expression", "makeup"], 1.0, "window", None, None,
-                    "random", args.samples, None, api_name="/anonymize")
+                    "random", args.samples, api_name="/anonymize")
                 if len(gallery) != args.samples + 1 or record["seed"] is not None:
                     raise AssertionError(f"unexpected result: {len(gallery)} images")
                 with lock:
@@ -112,21 +146,22 @@ def main(argv=None) -> int:
         with ThreadPoolExecutor(args.clients) as pool:
             list(pool.map(visitor, range(args.clients)))
         wall = time.perf_counter() - began
-        during = [f for f in server.files() if f.name != "astronaut.jpg"]
-        deadline = time.monotonic() + 3 * args.cache_seconds + 5
+        right_after = visitor_files(server)
+        deadline = time.monotonic() + args.result_seconds + SWEEP_SECONDS + 2
         while time.monotonic() < deadline:
-            left_running = [f for f in server.files() if f.name != "astronaut.jpg"]
+            left_running = visitor_files(server)
             if not left_running:
                 break
             time.sleep(1)
         stop.set()
         peak["rss"] = max(peak["rss"], server.peak_rss_mib())
     finally:
-        code = server.stop(timeout=120)
-    left_after = [f for f in server.files() if f.name != "astronaut.jpg"]
+        code = server.stop(timeout=120, sig=signal.SIGTERM)
+    left_after = visitor_files(server)
     result = {
         "clients": args.clients, "requests_per_client": args.requests,
         "samples_per_request": args.samples, "app_concurrency": args.concurrency,
+        "result_seconds": args.result_seconds,
         "requests": args.clients * args.requests, "completed": len(latencies),
         "failures": len(failures), "failure_examples": failures[:5],
         "latency_s": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
@@ -134,21 +169,21 @@ def main(argv=None) -> int:
                       "mean": statistics.fmean(latencies) if latencies else float("nan")},
         "throughput_per_s": len(latencies) / wall if wall else float("nan"),
         "wall_s": wall, "startup_s": startup_s, "server_peak_rss_mib": peak["rss"],
-        "files_in_cache_right_after": len(during),
-        "upload_files_left_while_running": len(left_running),
-        "upload_files_left_after_shutdown": len(left_after), "server_exit_code": code,
+        "files_right_after_the_run": len(right_after),
+        "files_left_after_the_stated_time": len(left_running),
+        "files_left_after_sigterm": len(left_after), "server_exit_code": code,
     }
     rows = [("clients × requests", f"{args.clients} × {args.requests} "
-                                   f"({args.samples} samples each)"),
+                                   f"({args.samples} versions each)"),
             ("completed / failures", f"{result['completed']} / {result['failures']}"),
             ("latency p50 / p95 / max (s)", "{p50:.2f} / {p95:.2f} / {max:.2f}".format(
                 **result["latency_s"])),
             ("throughput (requests/s)", f"{result['throughput_per_s']:.2f}"),
             ("server peak RSS (MiB)", f"{result['server_peak_rss_mib']:.0f}"),
-            ("cache files right after the run", str(len(during))),
-            (f"upload files left while running (after purge, {args.cache_seconds} s)",
+            ("visitor files right after the run", str(len(right_after))),
+            (f"visitor files left after {args.result_seconds} s + the sweep",
              str(len(left_running))),
-            ("upload files left after shutdown", str(len(left_after))),
+            ("visitor files left after SIGTERM", str(len(left_after))),
             ("server exit code", str(code))]
     width = max(len(r[0]) for r in rows)
     for name, value in rows:

@@ -21,8 +21,8 @@ def free_port() -> int:
 
 
 class AppServer:
-    """``python app.py ARGS`` as a child process; ``stop()`` sends SIGINT (Gradio's clean
-    shutdown, which purges its cache) and returns the exit code."""
+    """``python app.py ARGS`` as a child process; ``stop()`` sends SIGINT or SIGTERM (both
+    purge the app's files) and returns the exit code."""
 
     def __init__(self, args: list[str], env: dict[str, str], temp_dir: Path,
                  log_path: Path, timeout: float = 240.0):
@@ -65,9 +65,11 @@ class AppServer:
         """Files in Gradio's temporary folder (uploads, results, example copies)."""
         return sorted(p for p in self.temp_dir.rglob("*") if p.is_file())
 
-    def stop(self, timeout: float = 30.0) -> int:
+    def stop(self, timeout: float = 30.0, sig: int = signal.SIGINT) -> int:
+        """Stop the app with ``sig`` (SIGTERM is how Docker and Spaces stop it) and return its
+        exit code."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

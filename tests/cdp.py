@@ -48,8 +48,7 @@ class Browser:
         self.session = self.send("Target.attachToTarget", targetId=target,
                                  flatten=True)["sessionId"]
         self.send("Page.enable")
-        self.send("Emulation.setDeviceMetricsOverride", width=self.width, height=self.height,
-                  deviceScaleFactor=1, mobile=False)
+        self.resize(self.width, self.height)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -112,13 +111,19 @@ class Browser:
             time.sleep(every)
         raise TimeoutError(f"page never satisfied {condition!r} within {timeout} s")
 
-    def set_files(self, selector: str, paths: list[str]) -> None:
-        """Put files into the <input type=file> matching ``selector`` (as a user's pick)."""
-        root = self.send("DOM.getDocument", depth=-1, pierce=True)["root"]["nodeId"]
+    def upload(self, selector: str, path: Path) -> None:
+        """Choose ``path`` in the file input ``selector``, as a visitor picking a file."""
+        root = self.send("DOM.getDocument", depth=0)["root"]["nodeId"]
         node = self.send("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
         if not node:
             raise RuntimeError(f"no element matches {selector!r}")
-        self.send("DOM.setFileInputFiles", nodeId=node, files=[str(p) for p in paths])
+        self.send("DOM.setFileInputFiles", files=[str(path)], nodeId=node)
+
+    def resize(self, width: int, height: int) -> None:
+        """Emulate a screen of this size (a phone when narrower than 600 px)."""
+        self.width, self.height = width, height
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                  deviceScaleFactor=1, mobile=width < 600)
 
     def screenshot(self, path: Path) -> None:
         data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)

@@ -7,10 +7,28 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
+ROOT = Path(__file__).resolve().parents[1]
+
 MICRO_DIM = 16
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray for the session (2 CPUs); whichever test module asks first starts it."""
+    import ray
+    owner = not ray.is_initialized()
+    if owner:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 object_store_memory=150 * 1024 ** 2,
+                 # 2 threads in the environment: the actor must set its own (cpus_per_actor=1)
+                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}})
+    yield ray
+    if owner:
+        ray.shutdown()
 
 
 def build_micro_backbone():
@@ -72,3 +90,29 @@ def face_crops(n: int, size: int = 32, seed: int = 0) -> list[bytes]:
         img.save(buf, format="PNG")
         out.append(buf.getvalue())
     return out
+
+
+def digests(root: Path, skip: Path | None = None) -> dict[str, str]:
+    """Every entry under ``root`` outside ``skip`` → its SHA-256 (files), its target (links) or
+    its kind (FIFOs and the like): links never followed, nothing but regular files opened."""
+    import hashlib
+    import os
+    import stat
+
+    found = {}
+    for here, dirs, names in os.walk(root, followlinks=False):
+        here = Path(here)
+        if skip is not None and (here == skip or skip in here.parents):
+            dirs[:] = []
+            continue
+        for name in names + [d for d in dirs if (here / d).is_symlink()]:
+            p = here / name
+            st = os.lstat(p)
+            key = str(p.relative_to(root))
+            if stat.S_ISLNK(st.st_mode):
+                found[key] = "link→" + os.readlink(p)
+            elif stat.S_ISREG(st.st_mode):
+                found[key] = hashlib.sha256(p.read_bytes()).hexdigest()
+            else:
+                found[key] = "special"
+    return found

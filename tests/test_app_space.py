@@ -101,3 +101,90 @@ def test_the_folder_imports_on_its_own(space):
     assert done.returncode == 0, done.stderr[-2000:]
     where, main = done.stdout.split()[-2:]
     assert Path(where).is_relative_to(space) and main == "True"
+
+
+#: The first line of the license text each card id stands for.
+LICENSE_TEXTS = {"mit": "MIT License"}
+
+
+def test_it_ships_the_license_its_card_names(space):
+    card = SpaceCard.load(space / "README.md").data.to_dict()
+    text = (space / "LICENSE").read_text()
+    assert text.splitlines()[0] == LICENSE_TEXTS[card["license"]]
+    assert text == (ROOT / "LICENSE").read_text()
+    assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text()
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_every_shipped_import_of_the_package_resolves_inside_the_folder(space):
+    """Static: every `import lreorg_hub...` and relative import, at module level or inside a
+    function, names a module or package that the folder holds."""
+    def exists(module: str) -> bool:
+        path = space / Path(*module.split("."))
+        return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+    unresolved = []
+    for path in [space / "app.py", *sorted((space / "lreorg_hub").rglob("*.py"))]:
+        module = _module_name(path, space)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join(parts[:len(parts) - node.level + 1]
+                                    + ([node.module] if node.module else []))
+                names = [base]  # `from base import x`: base must be there (x may be a name)
+            else:
+                continue
+            unresolved += [f"{module}:{node.lineno} {n}" for n in names
+                           if n.split(".")[0] == "lreorg_hub" and not exists(n)]
+    assert unresolved == []
+
+
+IMPORT_EVERY_MODULE = r'''
+import importlib, pkgutil, sys
+
+allowed = set(sys.argv[1].split(",")) | set(sys.stdlib_module_names)
+space = sys.argv[2]
+
+class OnlyTheRequirements:
+    """Refuse a third-party module that the Space's own code imports directly unless its
+    requirements provide it (what the installed packages import in turn is theirs)."""
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top in allowed or "." in name:
+            return None
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename.startswith("<frozen"):
+            frame = frame.f_back
+        if frame is not None and frame.f_code.co_filename.startswith(space):
+            raise ImportError(f"{top} is not in the Space's requirements")
+        return None
+
+sys.meta_path.insert(0, OnlyTheRequirements())
+import app, lreorg_hub
+failed = []
+for info in pkgutil.walk_packages(lreorg_hub.__path__, "lreorg_hub."):
+    try:
+        importlib.import_module(info.name)
+    except Exception as exc:
+        failed.append(f"{info.name}: {type(exc).__name__}: {exc}")
+print("\n".join(failed) or "all imported")
+'''
+
+
+def test_every_shipped_module_imports_with_only_the_spaces_requirements(space):
+    pins = _requirements(space / "requirements.txt")
+    allowed = {name for name, dist in DISTRIBUTIONS.items() if dist.lower() in pins}
+    allowed |= {"lreorg_hub", "gradio", "app"}
+    done = subprocess.run([sys.executable, "-c", IMPORT_EVERY_MODULE, ",".join(sorted(allowed)),
+                           str(space)], cwd=space, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "all imported", done.stdout[-3000:]

@@ -12,6 +12,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -20,23 +21,27 @@ import pytest
 from PIL import Image
 
 from app_server import AppServer
+from test_app_live import _tabs_all_visible
 from lreorg_hub.demo_clips import face_sprite, scene_frames, write_clip
 from lreorg_hub.image.video import VideoReader, probe_video
 
-CACHE_SECONDS = 6
+RESULT_SECONDS = 6
 LOCATION = "+48.8584+002.2945/"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("live_video_app")
-    app = AppServer(["--no-identity", "--cache-seconds", str(CACHE_SECONDS)],
+    app = AppServer(["--no-identity", "--result-seconds", str(RESULT_SECONDS)],
                     env={"LREORG_DEMO": "1"}, temp_dir=root / "gradio_tmp",
                     log_path=root / "app.log")
     yield app
     _wait_until_quiet(app)
     stopped = time.time()
-    code = app.stop()
+    # Stopped as Spaces stop a container, while the module's client still holds the heartbeat
+    # that the Webcam tab's stream and State open (Gradio then skips its own shutdown purge):
+    # the app's one purge (FILES.sweep(final=True)) still deletes every file.
+    code = app.stop(sig=signal.SIGTERM)
     log = app.log()
     assert code == 0 and "Traceback" not in log, log[-3000:]
     left = [p for p in app.files() if p.name != "astronaut.jpg"]
@@ -88,8 +93,8 @@ def _anonymize_clip(client, path, method="lreorg", epsilon=1.0):
                           api_name="/anonymize_video")
 
 
-def test_a_clip_comes_back_whole_without_its_metadata(client, clip, tmp_path):
-    video, words, record = _anonymize_clip(client, clip)
+def test_a_clip_comes_back_whole_without_its_metadata(server, client, clip, tmp_path):
+    video, words, details, record = _anonymize_clip(client, clip)
     data = _fetch(video["video"]["url"] if "video" in video else video["url"])
     assert LOCATION.encode() not in data and b"Apple" not in data
     out = tmp_path / "out.mp4"
@@ -100,7 +105,9 @@ def test_a_clip_comes_back_whole_without_its_metadata(client, clip, tmp_path):
     assert len(list(VideoReader(info))) == 12
     summary = record["extra"]["video"]
     assert (summary["tracks"], summary["draws"], record["seed"]) == (1, 1, None)
-    assert "One identity draw per track" in words and "not shown or kept" in words
+    assert "One identity draw per track" in details and "not shown or kept" in words
+    # the upload was read once and deleted (only the example and results are on disk)
+    assert [p for p in server.files() if p.name == clip.name] == []
 
 
 def _long_clip(path: Path) -> Path:
@@ -153,6 +160,12 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
     return path
 
 
+def _tab(label: str) -> str:
+    """The tab button called ``label`` (JavaScript; undefined until the page is built)."""
+    return (f"[...document.querySelectorAll('[role=tab]')].find(b => b.innerText.trim() === "
+            f"{label!r})")
+
+
 def _image_from_src(src: str) -> np.ndarray:
     data = base64.b64decode(src.split(",", 1)[1]) if src.startswith("data:") else _fetch(src)
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
@@ -171,18 +184,18 @@ def test_browser_video_tab_and_webcam_tab(server, clip, sprite, tmp_path):
              f"--use-file-for-fake-video-capture={camera}"]
     with Browser(binary, tmp_path / "profile", width=1280, height=1400, flags=flags) as page:
         page.navigate(server.url)
-        page.wait_for("document.querySelector('#tab-video-button') !== null", timeout=60)
+        page.wait_for(f"{_tab('Video')} !== undefined", timeout=60)
         # Video tab: upload, run, the clip plays on the page with its record.
-        page.evaluate("document.querySelector('#tab-video-button').click()")
+        page.evaluate(f"{_tab('Video')}.click()")
         page.wait_for("document.querySelector('#clip input[type=file]') !== null", timeout=30)
         assert "at most 10 s" in page.evaluate("document.querySelector('#video-limits')"
                                                ".innerText")
-        page.set_files("#clip input[type=file]", [str(clip)])
+        page.upload("#clip input[type=file]", clip)
         page.wait_for("document.querySelector('#clip video') !== null", timeout=60)
         page.evaluate("document.querySelector('#run-video').click()")
         page.wait_for("document.querySelector('#clip-anonymized video[src]') !== null && "
-                      "document.querySelector('#clip-record').innerText.includes('Video: 12 "
-                      "frames')", timeout=240)
+                      "document.querySelector('#clip-record').innerText.includes('followed "
+                      "through 12 frames')", timeout=240)
         src = page.evaluate("document.querySelector('#clip-anonymized video').src")
         played = tmp_path / "played.mp4"
         played.write_bytes(_fetch(src))
@@ -190,7 +203,7 @@ def test_browser_video_tab_and_webcam_tab(server, clip, sprite, tmp_path):
         page.wait_for("document.querySelector('#clip-anonymized video').readyState >= 2",
                       timeout=30)   # Chromium decoded it: it plays on the page
         # Webcam tab: grant, record, anonymized frames come back with the rate.
-        page.evaluate("document.querySelector('#tab-webcam-button').click()")
+        page.evaluate(f"{_tab('Webcam')}.click()")
         page.wait_for("document.querySelector('#webcam div[title=\"grant webcam access\"] "
                       "button') !== null", timeout=30)
         page.evaluate("document.querySelector('#webcam div[title=\"grant webcam access\"] "
@@ -199,9 +212,8 @@ def test_browser_video_tab_and_webcam_tab(server, clip, sprite, tmp_path):
                       timeout=30)
         page.evaluate("document.querySelector('#webcam button.capture-button').click()")
         page.wait_for("document.querySelector('#webcam-anonymized img[src]') !== null && "
-                      "document.querySelector('#webcam-fps').innerText.includes('face(s) "
-                      "drawn so far') && !document.querySelector('#webcam-fps').innerText"
-                      ".includes(' 0 face(s)')", timeout=180)
+                      "/New faces so far: [1-9]/.test(document.querySelector('#webcam-fps')"
+                      ".innerText)", timeout=180)
         page.evaluate("window.__frames = new Set(); window.__timer = setInterval(() => { "
                       "const i = document.querySelector('#webcam-anonymized img'); "
                       "if (i) window.__frames.add(i.src); }, 20)")
@@ -210,8 +222,22 @@ def test_browser_video_tab_and_webcam_tab(server, clip, sprite, tmp_path):
         text = page.evaluate("document.querySelector('#webcam-fps').innerText")
         out = _image_from_src(page.evaluate("document.querySelector('#webcam-anonymized "
                                             "img').src"))
-        shot = Path(os.environ.get("LREORG_SCREENSHOT_WEBCAM") or tmp_path / "webcam.png")
-        page.screenshot(shot)
+        on_disk = _camera_sized_images(server)
+        shots = Path(os.environ.get("LREORG_SCREENSHOTS") or tmp_path / "screenshots")
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(shots / "webcam_1280.png")
+        page.evaluate(f"{_tab('Video')}.click()")
+        page.screenshot(shots / "video_1280.png")
+        # On a phone: every tab in the bar, nothing wider than the screen.
+        page.resize(390, 844)
+        page.navigate(server.url)
+        page.wait_for(f"{_tab('Video')} !== undefined", timeout=60)
+        _tabs_all_visible(page)
+        for label in ("Video", "Webcam"):
+            page.evaluate(f"{_tab(label)}.click()")
+            page.wait_for("document.querySelector('#clip, #webcam') !== null", timeout=30)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390, label
+            page.screenshot(shots / f"{label.lower()}_390.png")
     served_fps = float(re.search(r"([\d.]+) frames per second", text).group(1))
     browser_fps = arrived / 10.0
     print(f"\nwebcam: {served_fps:.1f} frames/s processed by the server, {browser_fps:.1f} "
@@ -224,3 +250,21 @@ def test_browser_video_tab_and_webcam_tab(server, clip, sprite, tmp_path):
     changed = np.abs(out - source).max(axis=2) > 60
     assert out.shape == source.shape and changed.sum() > 1500          # the face replaced
     assert np.abs(out[:30, :30] - source[:30, :30]).mean() < 6        # the rest kept
+    # The camera's frames are never written: every frame-sized image on the server's disk
+    # is an anonymized one (Gradio writes each shown result; the frames sent are not files).
+    assert on_disk, "the shown frames are result files"
+    for image in on_disk:
+        nearest = min(camera_frames, key=lambda f: np.abs(image - f).mean())
+        assert (np.abs(image - nearest).max(axis=2) > 60).sum() > 200
+
+
+def _camera_sized_images(server) -> list[np.ndarray]:
+    images = []
+    for path in server.files():
+        try:
+            image = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        except Exception:   # a clip, or a file deleted meanwhile
+            continue
+        if image.shape == (240, 320, 3):
+            images.append(image)
+    return images

@@ -87,3 +87,15 @@ def test_anonymize_without_bundle_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "in" / "a.png").write_bytes(b"")
     assert main(["anonymize", str(tmp_path / "in"), "--out", str(tmp_path / "o")]) == 2
     assert "--bundle (Hub repo id or folder) is required" in capsys.readouterr().err
+
+
+def test_the_whole_parser_builds_without_torch():
+    """`lreorg --help` and every sub-command's --help start fast: no torch, no networks."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom lreorg_hub.cli import build_parser\nbuild_parser()\n"
+            "heavy = [m for m in ('torch', 'gradio', 'open_clip', 'facenet_pytorch', 'ray')"
+            " if m in sys.modules]\nassert not heavy, heavy")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1000:]

@@ -18,15 +18,15 @@ import pytest
 import torch
 from PIL import Image
 
-from dataset_helpers import face_crops, write_micro_model
+from dataset_helpers import face_crops, ray_local, write_micro_model  # noqa: F401 (fixture)
 from lreorg_hub.cli import main
 from lreorg_hub.pipeline import ProtectOptions
 from lreorg_hub.dataset import (RECORD_COLUMN, DatasetOptions, DatasetRunError, KeyFileError,
                                 PipelineSpec, anonymize_dataset, default_key_path, item_seed,
                                 load_or_create_key)
 
-ROOT = Path(__file__).resolve().parents[1]
 KEY = bytes(range(32))
+SALT = "00112233445566778899aabbccddeeff"  # one salt for runs compared byte for byte
 N_ITEMS = 200
 
 
@@ -57,17 +57,6 @@ def image_folder(tmp_path_factory):
             (sub / f"img{i:03d}.png").write_bytes(data)
     (root / "b" / "corrupt.png").write_bytes(b"\x89PNG not really")
     return root
-
-
-@pytest.fixture(scope="session")
-def ray_local():
-    import ray
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             object_store_memory=150 * 1024 ** 2,
-             # 2 threads in the environment: the actor must set its own (cpus_per_actor=1)
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}})
-    yield ray
-    ray.shutdown()
 
 
 OPTIONS = dict(aligned=True, shard_size=40, batch_size=16)
@@ -117,7 +106,7 @@ def local_run(micro, image_folder, tmp_path_factory):
     torch.set_num_threads(2)
     try:
         summary = anonymize_dataset(image_folder, out, KEY, options=dataset_options(**OPTIONS),
-                                    pipeline=micro, threads=1)
+                                    pipeline=micro, threads=1, salt=SALT)
         assert torch.get_num_threads() == 2  # the caller's setting is given back
         entries = manifest_entries(out / "_lreorg" / "manifest.jsonl")
         assert {e["threads"] for e in entries} == {1}
@@ -137,13 +126,16 @@ def test_key_file_is_owner_only_reused_and_kept_apart(tmp_path):
     with pytest.raises(KeyFileError, match="inside the output folder"):
         load_or_create_key(out / "secret.key", out)
     (tmp_path / "bad.key").write_text("zz")
+    (tmp_path / "bad.key").chmod(0o600)
     with pytest.raises(KeyFileError, match="cannot read the key file"):
         load_or_create_key(tmp_path / "bad.key", out)
     assert not _inside(default_key_path(out), out)
-    # seeds: deterministic per (key, id), different across ids and keys, 63-bit
-    s = item_seed(key, "a/img001.png")
-    assert s == item_seed(key, "a/img001.png") and 0 <= s < 2 ** 63
-    assert s != item_seed(key, "a/img002.png") and s != item_seed(b"x" * 32, "a/img001.png")
+    # seeds: deterministic per (key, salt, id), different across ids, salts and keys, 63-bit
+    s = item_seed(key, SALT, "a/img001.png")
+    assert s == item_seed(key, SALT, "a/img001.png") and 0 <= s < 2 ** 63
+    assert s != item_seed(key, SALT, "a/img002.png")
+    assert s != item_seed(b"x" * 32, SALT, "a/img001.png")
+    assert s != item_seed(key, "f" * 32, "a/img001.png")
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -154,7 +146,8 @@ def test_folder_layout_records_and_no_secrets(local_run, image_folder):
     out, summary = local_run
     assert summary == {"items": N_ITEMS + 1, "shards": 6, "shards_done_now": 6,
                        "shards_skipped": 0, "output": str(out), "anonymized": N_ITEMS,
-                       "no_face": 0, "errors": 1}
+                       "no_face": 0, "errors": 1, "no_face_items": [],
+                       "failed_items": ["b/corrupt.png"]}
     inputs, outputs = files(image_folder), files(out)
     # the same tree, names and formats; the corrupt item has no output
     assert set(outputs) == (set(inputs) - {"b/corrupt.png"}) | {"records.jsonl"}
@@ -175,7 +168,7 @@ def test_folder_layout_records_and_no_secrets(local_run, image_folder):
     text = "\n".join(p.read_text() for p in out.rglob("*.json*"))
     assert KEY.hex() not in text and all(r.get("seed") is None for r in recs)
     assert {r.get("seed_source") for r in recs if r["status"] == "anonymized"} == {"derived"}
-    assert str(item_seed(KEY, "a/img001.png")) not in text
+    assert str(item_seed(KEY, SALT, "a/img001.png")) not in text
 
 
 def test_rerun_skips_everything_and_changes_nothing(local_run, image_folder, micro):
@@ -205,7 +198,7 @@ def test_interrupted_driver_resumes_exactly_once(local_run, image_folder, micro,
 
     with pytest.raises(KeyboardInterrupt):
         anonymize_dataset(image_folder, resumed, KEY, options=dataset_options(**OPTIONS),
-                          pipeline=micro, on_shard=stop_after_two)
+                          pipeline=micro, on_shard=stop_after_two, salt=SALT)
     manifest = resumed / "_lreorg" / "manifest.jsonl"
     lines = manifest.read_text().splitlines()
     assert len(lines) == 2 and not (resumed / "records.jsonl").exists()
@@ -224,7 +217,7 @@ def test_ray_engine_is_bit_identical_and_survives_a_killed_actor(local_run, imag
     ray_out = tmp_path / "ray"
     marker = tmp_path / "killed-once"
     summary = anonymize_dataset(image_folder, ray_out, KEY, options=dataset_options(**OPTIONS),
-                                pipeline=micro, engine="ray", actors=1,
+                                pipeline=micro, engine="ray", actors=1, salt=SALT,
                                 _fault={"shard": 1, "marker": str(marker)})
     assert marker.exists()  # an actor really died half-way through shard 1
     assert summary["shards_done_now"] == 6 and summary["errors"] == 1
@@ -396,25 +389,6 @@ def test_fifos_and_dangling_links_are_recorded_never_opened(micro, tmp_path):
     assert by_id["gone.png"]["error"] == "cannot read file: a link to nothing; not read"
     assert sorted(files(out)) == ["a.png", "linked.png", "records.jsonl"]
     assert not (out / "linked.png").is_symlink()
-
-
-def test_table_cells_that_point_at_files(tmp_path):
-    import os
-
-    from lreorg_hub.dataset.sources import _image_cell
-    (tmp_path / "a.png").write_bytes(b"png bytes")
-    os.mkfifo(tmp_path / "pipe.png")
-    assert _image_cell({"bytes": None, "path": str(tmp_path / "a.png")}) == (
-        b"png bytes", str(tmp_path / "a.png"), None)
-    for name in ("pipe.png", "missing.png"):
-        path = str(tmp_path / name)
-        assert _image_cell({"bytes": None, "path": path}) == (
-            None, path, f"the image file {path} is not a readable regular file")
-    assert _image_cell({"bytes": b"x", "path": "p.png"}) == (b"x", "p.png", None)
-    assert _image_cell(None)[2] == "the image cell is empty"
-    assert _image_cell({"bytes": None, "path": None})[2] == ("the image cell has neither bytes "
-                                                             "nor a path")
-    assert _image_cell(3)[2] == "unsupported image cell type int"
 
 
 def test_cli_interrupted_says_how_to_resume(micro, image_folder, tmp_path, monkeypatch, capsys):

@@ -1,10 +1,13 @@
 """anonymize-dataset on a folder of videos: one clip per task on both engines, the same
 exactly-once rules (a killed run resumes, nothing twice, nothing half-written), a record per
-clip, per-clip secrets from the key file that are never written."""
+clip, per-clip secrets from the key file and the run's salt (the photos' rule) that are never
+written, and the output folder's rules (OutDir: no link followed; the private log)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -12,13 +15,14 @@ import pytest
 
 from dataset_helpers import write_micro_model
 from lreorg_hub.cli import main
-from lreorg_hub.dataset import DatasetOptions, DatasetRunError, PipelineSpec, anonymize_dataset
+from lreorg_hub.dataset import DatasetOptions, PipelineSpec, anonymize_dataset
 from lreorg_hub.demo_clips import face_sprite, scene_frames, write_clip
 from lreorg_hub.image.video import probe_video
 from lreorg_hub.pipeline import ProtectOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = bytes(range(32))
+SALT = "00112233445566778899aabbccddeeff"  # one salt for runs compared byte for byte
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -64,23 +68,32 @@ def records(out: Path) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def local_run(micro, clips, tmp_path_factory):
     out = tmp_path_factory.mktemp("local")
-    summary = anonymize_dataset(clips, out, KEY, options=options(), pipeline=micro, threads=1)
-    return out, summary
+    log = tmp_path_factory.mktemp("private") / "log.jsonl"
+    summary = anonymize_dataset(clips, out, KEY, options=options(), pipeline=micro, threads=1,
+                                salt=SALT, private_log=log)
+    return out, summary, log
 
 
 def test_one_clip_per_task_with_a_record_each(local_run, clips):
-    out, summary = local_run
+    out, summary, _ = local_run
     assert (summary["items"], summary["shards"]) == (5, 5)      # a shard per clip
     assert (summary["anonymized"], summary["no_face"], summary["errors"]) == (3, 1, 1)
+    assert summary["no_face_items"] == ["wall.mp4"]             # dropped (the default)
     assert sorted(files(out)) == ["pan.mp4", "records.jsonl", "street/crossing.mkv.mp4",
-                                  "street/crossing.mp4", "wall.mp4"]
+                                  "street/crossing.mp4"]
     rec = records(out)
     assert rec["pan.mov"]["status"] == "anonymized" and rec["pan.mov"]["frames"] == 8
     assert rec["street/crossing.mp4"]["extra"]["video"]["tracks"] == 2
     assert rec["street/crossing.mkv"]["output"] == "street/crossing.mkv.mp4"
-    assert rec["wall.mp4"]["status"] == "no-face"
+    assert (rec["wall.mp4"]["status"], rec["wall.mp4"]["output"]) == ("no-face", "dropped")
     assert rec["street/broken.avi"]["status"] == "error"
-    assert "cannot read video" in rec["street/broken.avi"]["error"]
+    # named by its id, never by where the source lies
+    assert rec["street/broken.avi"]["error"].startswith(
+        "VideoLoadError: cannot read video 'street/broken.avi': ")
+    assert str(clips) not in (out / "records.jsonl").read_text()
+    run = json.loads((out / "_lreorg" / "run.json").read_text())
+    assert (run["version"], run["format"], run["salt"]) == (2, "videos", SALT)
+    assert KEY.hex() not in json.dumps(run) and len(run["key_fingerprint"]) == 64
     for r in rec.values():
         if r["status"] == "anonymized":
             assert (r["seed"], r["seed_source"]) == (None, "derived")
@@ -93,7 +106,7 @@ def test_one_clip_per_task_with_a_record_each(local_run, clips):
 
 def test_rerun_skips_and_an_interrupted_run_resumes_exactly_once(local_run, micro, clips,
                                                                  tmp_path):
-    out, _ = local_run
+    out, _, _ = local_run
     before = files(out)
     again = anonymize_dataset(clips, out, KEY, options=options(), pipeline=micro)
     assert again["shards_skipped"] == 5 and files(out) == before
@@ -106,9 +119,9 @@ def test_rerun_skips_and_an_interrupted_run_resumes_exactly_once(local_run, micr
 
     with pytest.raises(KeyboardInterrupt):
         anonymize_dataset(clips, resumed, KEY, options=options(), pipeline=micro, threads=1,
-                          on_shard=stop_after_two)
+                          on_shard=stop_after_two, salt=SALT)
     (resumed / "street").mkdir(exist_ok=True)
-    (resumed / "street" / ".crossing.mp4.tmp-deadbeef.mp4").write_bytes(b"half a clip")
+    (resumed / "street" / ".crossing.mp4.tmp-deadbeef").write_bytes(b"half a clip")
     summary = anonymize_dataset(clips, resumed, KEY, options=options(), pipeline=micro,
                                 threads=1)
     assert summary["shards_skipped"] == 2 and summary["shards_done_now"] == 3
@@ -124,9 +137,9 @@ def test_ray_engine_gives_the_same_clips(local_run, micro, clips, tmp_path):
                  object_store_memory=150 * 1024 ** 2,
                  runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}})
     try:
-        out, _ = local_run
+        out, _, _ = local_run
         summary = anonymize_dataset(clips, tmp_path / "ray", KEY, options=options(),
-                                    pipeline=micro, engine="ray", actors=1)
+                                    pipeline=micro, engine="ray", actors=1, salt=SALT)
     finally:
         if started:
             ray.shutdown()
@@ -161,3 +174,71 @@ def test_cli_takes_a_folder_of_videos(micro, clips, tmp_path, capsys):
     assert sorted(files(tmp_path / "out")) == ["pan.mp4", "records.jsonl",
                                                "street/crossing.mkv.mp4",
                                                "street/crossing.mp4"]   # wall.mp4 dropped
+
+
+def test_a_clips_secret_is_its_item_secret_from_the_key_and_the_salt(local_run, micro, clips,
+                                                                     tmp_path):
+    """One rule for photos and clips: the clip's run secret is item_secret(key, salt, id)."""
+    from lreorg_hub.dataset.engines import local_pipeline
+    from lreorg_hub.dataset.keys import item_secret
+    from lreorg_hub.pipeline.video import VideoOptions
+
+    out, _, _ = local_run
+    pipe = local_pipeline(micro)
+    alone = tmp_path / "alone.mp4"
+    pipe.anonymize_video(clips / "pan.mov", alone, options().protect,
+                         secret=item_secret(KEY, SALT, "pan.mov"),
+                         video=VideoOptions(batch_frames=16))
+    assert alone.read_bytes() == (out / "pan.mp4").read_bytes()
+
+
+def test_the_private_log_has_each_clips_path_and_tracks(local_run, clips):
+    out, _, log = local_run
+    entries = {e["id"]: e for e in map(json.loads, log.read_text().splitlines())}
+    assert set(entries) == {"pan.mov", "street/crossing.mp4", "street/crossing.mkv",
+                            "wall.mp4", "street/broken.avi"}
+    pan = entries["pan.mov"]
+    assert (pan["input"], pan["status"], pan["output"]) == (str(clips / "pan.mov"),
+                                                            "anonymized", "pan.mp4")
+    assert [t["track"] for t in pan["diagnostics"]["tracks"]] == [0]
+    assert len(entries["street/crossing.mp4"]["diagnostics"]["tracks"]) == 2
+    assert entries["wall.mp4"]["status"] == "no-face"
+    broken = entries["street/broken.avi"]
+    assert broken["status"] == "error" and str(clips / "street" / "broken.avi") in \
+        broken["error"]
+    assert os.stat(log).st_mode & 0o077 == 0
+
+
+def test_a_link_planted_in_out_is_never_followed(micro, clips, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("untouched")
+    out = tmp_path / "out"
+
+    def stop(entry):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):   # a run started (pan.mov done), then stopped
+        anonymize_dataset(clips, out, KEY, options=options(), pipeline=micro, threads=1,
+                          salt=SALT, on_shard=stop)
+    os.symlink(elsewhere, out / "street")   # where the clips of street/ go
+    before = hashlib.sha256((elsewhere / "keep.txt").read_bytes()).hexdigest()
+    with pytest.raises(ValueError, match=re.escape(
+            f"{out / 'street'} is a symbolic link, and links inside --out are never "
+            f"followed: remove it, or use another --out")):
+        anonymize_dataset(clips, out, KEY, options=options(), pipeline=micro, threads=1,
+                          salt=SALT)
+    assert sorted(os.listdir(elsewhere)) == ["keep.txt"]
+    assert hashlib.sha256((elsewhere / "keep.txt").read_bytes()).hexdigest() == before
+
+
+def test_no_face_pass_keeps_the_clip_and_says_so(micro, clips, tmp_path):
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / "wall.mp4").write_bytes((clips / "wall.mp4").read_bytes())
+    out = tmp_path / "out"
+    summary = anonymize_dataset(only, out, KEY, options=options(no_face="pass"),
+                                pipeline=micro, threads=1, salt=SALT)
+    assert summary["no_face"] == 1 and probe_video(out / "wall.mp4").frames == 4
+    (rec,) = records(out).values()
+    assert rec["status"] == "no-face" and "published UNCHANGED" in rec["note"]

@@ -191,3 +191,24 @@ def test_default_init_is_deterministic_and_leaves_global_rng_alone():
     assert torch.equal(state, torch.random.get_rng_state())
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(va, vb), k
+
+
+def test_batchnorm_is_folded_once_and_refolded_when_weights_change(monkeypatch):
+    from lreorg_hub.backbones import e4e
+
+    enc = randomized_encoder().eval()
+    x = images(2)
+    calls = []
+    real = e4e._fold_bn
+    monkeypatch.setattr(e4e, "_fold_bn", lambda *a: calls.append(1) or real(*a))
+    with torch.no_grad():
+        first = enc(x)
+        folds = len(calls)
+        assert folds > 0
+        again = enc(x)
+        assert len(calls) == folds and torch.equal(first, again)  # folded once, reused
+        # New weights (a load copies in place): the fold follows them.
+        state = randomized_encoder(seed=1).state_dict()
+        enc.load_state_dict(state)
+        fresh = randomized_encoder(seed=1).eval()(x)
+        assert torch.allclose(enc(x), fresh, atol=1e-5) and not torch.allclose(first, fresh)

@@ -109,7 +109,7 @@ def test_default_fid_network_offline_is_a_clear_error(tmp_path):
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="identity is judged by PSR"):
         EvalConfig(attributes=["identity", "gender"])
-    with pytest.raises(ValueError, match="ε of the sweep"):
+    with pytest.raises(ValueError, match=r"epsilon must be >= 0 \(the privacy budget\), got -1"):
         EvalConfig(epsilons=[-1])
     with pytest.raises(ValueError, match="unknown keyword"):
         EvalConfig(recover=["beard"])
@@ -279,12 +279,13 @@ def test_cli_eval_runs_on_local_files(photo_bundle, tiny_backbone, photos, tmp_p
         torch.save(InceptionResnetV1(pretrained=None).state_dict(), tmp_path / "judge.pt")
     (tmp_path / "clip.json").write_text(json.dumps(TINY_CLIP))
     out = tmp_path / "eval"
-    rc = main(["eval", str(photos), "--out", str(out), "--bundle", str(tmp_path / "bundle"),
-               "--backbone", str(tmp_path / "backbone.pt"), "--methods", "lreorg,blur",
-               "--epsilons", "", "--recovery-keywords", "gender", "--judge",
-               str(tmp_path / "judge.pt"), "--clip-pretrained", "none", "--clip-config",
-               str(tmp_path / "clip.json"), "--fid-features", "clip", "--min-face-size", "40",
-               "--device", "cpu", "--seed", "1", "--quiet"])
+    argv = ["eval", str(photos), "--out", str(out), "--bundle", str(tmp_path / "bundle"),
+            "--backbone", str(tmp_path / "backbone.pt"), "--methods", "lreorg,blur",
+            "--epsilons", "", "--recovery-keywords", "gender", "--judge",
+            str(tmp_path / "judge.pt"), "--clip-pretrained", "none", "--clip-config",
+            str(tmp_path / "clip.json"), "--fid-features", "clip", "--min-face-size", "40",
+            "--device", "cpu", "--seed", "1", "--quiet"]
+    rc = main(argv)
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| Method | PSR (%) ↑ (facenet judge.pt) | Detection (%) ↑ | APR (%) ↑ | FID ↓ |" \
@@ -292,8 +293,24 @@ def test_cli_eval_runs_on_local_files(photo_bundle, tiny_backbone, photos, tmp_p
     results = json.loads((out / "results.json").read_text())
     assert results["main"] == ["original", "lreorg", "blur"]
     assert results["methods"]["original"]["psr"] == 0.0
-    assert results["config"]["fid_features"] == "clip-ViT-B-32"
+    assert results["config"]["fid_features"] == "clip-ViT-B-16"  # the APR CLIP, not L_s's
     assert list(results["recovery"]) == ["gender"]
+    # what was evaluated, with which weights (lreorg push checks these)
+    from lreorg_hub.bundle.digests import sha256_file
+
+    prov = results["config"]["provenance"]
+    assert prov["bundle"]["sha256"] == sha256_file(tmp_path / "bundle" / "model.safetensors")
+    assert prov["judge"]["weights"] == str(tmp_path / "judge.pt")
+    assert prov["apr_clip"]["weights"] == "random" and prov["apr_clip"]["model_name"] == "ViT-B-16"
+    assert results["config"]["dataset"]["name"] == photos.name
+    # resumed in a new process's worth of scorers: the random-weight scorers are seeded, so
+    # the photo evaluated again gives the same numbers
+    first = sorted((out / "records").glob("*.json"))[0]
+    first.unlink()
+    first.with_suffix(".safetensors").unlink(missing_ok=True)
+    assert main(["eval", *argv[1:]]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["methods"] == results["methods"]
 
 
 def test_default_fid_network_reads_local_weights(tmp_path, monkeypatch):
@@ -318,3 +335,77 @@ def test_default_fid_network_reads_local_weights(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not a state dict of tensors"):
         torch.save({"a": [1, 2]}, tmp_path / "bad.pt")
         InceptionFeatures(weights_path=str(tmp_path / "bad.pt"))
+
+
+def test_fid_on_few_images_is_warned_about():
+    from lreorg_hub.evaluation.metrics import MIN_FID_IMAGES, fid_sample_warning
+
+    assert MIN_FID_IMAGES == 2000
+    assert fid_sample_warning(1) is None  # no FID at all below two faces
+    assert fid_sample_warning(2000) is None
+    note = fid_sample_warning(4)
+    assert note.startswith("FID is computed on 4 face(s), fewer than 2,000")
+    results = {"config": EvalConfig().to_dict(), "photos": {"evaluated": 4, "no_face": [],
+                                                            "failed": []},
+               "faces": 4, "main": [], "sweep": {}, "methods": {}, "recovery": {},
+               "preserved_attributes": [], "warnings": [note]}
+    assert f"> **Note:** {note}" in markdown_tables(results)
+
+
+def _sweep_results():
+    """Three ε-methods whose points coincide (ε 0.5 to 4 at one point per method; lreorg and
+    k-anonymity at the same point) and three methods without ε."""
+    def row(label, method, psr, apr, eps=None):
+        return {"method": method, "label": label, "epsilon": eps, "psr": psr, "apr": apr,
+                "detection": 1.0, "fid": None, "faces": 10, "apr_per_keyword": {},
+                "similarity": {"count": 0}}
+
+    methods, sweep, main = {}, {}, []
+    for method, base in (("lreorg", 0.6), ("laplace", 0.5), ("k-anonymity", 0.6)):
+        methods[method] = row(method, method, 1.0, base)
+        main.append(method)
+        sweep[method] = []
+        for eps in (0.5, 1.0, 4.0, 16.0):
+            key = f"{method}@eps={eps}"
+            methods[key] = row(method, method, 1.0 if eps < 16 else 0.9, base, eps)
+            sweep[method].append(key)
+    for method, psr, apr in (("original", 0.0, 1.0), ("blur", 0.9, 0.6), ("mask", 1.0, 0.2)):
+        methods[method] = row(method, method, psr, apr)
+        main.append(method)
+    return {"config": EvalConfig().to_dict(), "main": main, "sweep": sweep, "methods": methods}
+
+
+def test_privacy_utility_plot_gives_each_method_its_colour_marker_and_labels(tmp_path):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from lreorg_hub.evaluation.report import plot_privacy_utility, privacy_utility_figure
+
+    results = _sweep_results()
+    fig = privacy_utility_figure(results)
+    assert len(plt.get_fignums()) == 1 and len(fig.axes) == 1  # one figure, one axes
+    ax = fig.axes[0]
+    styles = [(to_hex(line.get_color()), line.get_marker()) for line in ax.get_lines()]
+    styles += [(to_hex(c.get_facecolor()[0]), c.get_paths()[0].vertices.tobytes())
+               for c in ax.collections]
+    assert len(styles) == 6  # three sweep lines, three single points
+    colours = [c for c, _ in styles]
+    assert len(set(colours)) == 6
+    markers = [m for _, m in styles]
+    assert len(set(markers)) == 6
+    labels = [t for t in ax.texts if t.get_text().startswith("ε=")]
+    # one label per point: the ε values that share a point are listed in it
+    assert sorted(t.get_text() for t in labels) == sorted(["ε=0.5, 1, 4", "ε=16"] * 3)
+    assert {to_hex(t.get_color()) for t in labels} == set(colours[:3])
+    # no two labels overprint, not even those of methods at the same point
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in labels]
+    assert not [(i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
+                if boxes[i].overlaps(boxes[j])]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[:3] == ["lreorg (ε sweep)", "laplace (ε sweep)", "k-anonymity (ε sweep)"]
+    plt.close(fig)
+    path = plot_privacy_utility(results, tmp_path / "p.png")
+    with Image.open(path) as png:
+        assert png.format == "PNG" and png.width > 600
+    assert plt.get_fignums() == []

@@ -68,15 +68,37 @@ def test_attribute_swap_loss_is_the_cross_entropy_of_the_swapped_prompts():
 
 def test_latent_loss():
     s1, s2 = torch.zeros(1, 2, 2), torch.zeros(1, 2, 2)
-    s1_swapped = torch.tensor([[[3.0, 4.0], [0.0, 0.0]]])  # ‖·‖₂ = 5
-    s2_swapped = torch.ones(1, 2, 2)  # ‖·‖₂ = 2
-    torch.testing.assert_close(L.latent_loss(s1, s2, s1_swapped, s2_swapped), torch.tensor(7.0))
+    s1_swapped = torch.tensor([[[3.0, 4.0], [0.0, 0.0]]])  # rows 5 and 0; flattened 5
+    s2_swapped = torch.ones(1, 2, 2)  # rows √2 and √2; flattened 2
+    # "mean" (default): per-row L2 norms averaged over the rows: (5 + 0)/2 + (√2 + √2)/2
+    torch.testing.assert_close(L.latent_loss(s1, s2, s1_swapped, s2_swapped),
+                               torch.tensor(2.5 + math.sqrt(2.0)))
+    # "sum": the L2 norm of the flattened code
+    torch.testing.assert_close(L.latent_loss(s1, s2, s1_swapped, s2_swapped, "sum"),
+                               torch.tensor(7.0))
+    # equal rows: the flattened norm is √L times the per-row one
+    w = torch.randn(3, 1, 8).expand(-1, 18, -1)
+    zero = torch.zeros(3, 18, 8)
+    torch.testing.assert_close(L.latent_loss(w, zero, zero, zero, "sum"),
+                               math.sqrt(18) * L.latent_loss(w, zero, zero, zero, "mean"))
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        L.latent_loss(s1, s2, s1, s2, "max")
 
 
 def test_information_loss():
-    torch.testing.assert_close(
-        L.information_loss(torch.tensor([[1.0, -2.0]]), torch.tensor([[-3.0, 0.0]])),
-        torch.tensor(6.0))
+    dr1, dr2 = torch.tensor([[1.0, -2.0]]), torch.tensor([[-3.0, 0.0]])
+    # "mean" (default): mean |Δr| per entry, (1 + 2)/2 + (3 + 0)/2; "sum": 1 + 2 + 3
+    torch.testing.assert_close(L.information_loss(dr1, dr2), torch.tensor(3.0))
+    torch.testing.assert_close(L.information_loss(dr1, dr2, "sum"), torch.tensor(6.0))
+
+
+def test_weighted_terms_sum_to_the_total():
+    terms = {"L_I": torch.tensor(-1.0), "L_p": torch.tensor(2.0), "L_f": torch.tensor(3.0),
+             "L_r": torch.tensor(4.0)}
+    parts = L.weighted_terms(terms, "IOS", L.IOSWeights(), L.AOSWeights())
+    assert {k: float(v) for k, v in parts.items()} == pytest.approx(
+        {"L_I": -24.0, "L_p": 2.4, "L_f": 9.0, "L_r": 40.0})
+    torch.testing.assert_close(sum(parts.values()), L.identity_oriented_loss(*terms.values()))
 
 
 def test_weighted_totals_use_the_papers_weights():

@@ -164,3 +164,12 @@ def test_public_record_holds_counts_not_detections(pipeline, astronaut):
     assert result.diagnostics["faces"][0]["box"] == result.faces[0].box
     assert 0 < result.diagnostics["faces"][0]["score"] <= 1
     assert set(result.diagnostics["information_loss"]) >= {"anonymize:identity"}
+
+
+def test_a_method_without_a_draw_records_no_seed_rule(tiny_bundle):
+    """k-anonymity (and KAA alone) draws nothing: its record says so, not "OS entropy"."""
+    codes = torch.randn(2, 4, 16, generator=torch.Generator().manual_seed(0))
+    for kwargs in (dict(identity="k-anonymity"), dict(anonymize=["makeup"], recover=["age"])):
+        rec = tiny_bundle.reorganize(codes, **kwargs).record
+        assert (rec.seed, rec.seed_source, rec.epsilon) == (None, "none", None)
+        assert rec.seed_note == "No random draw: no seed was used."

@@ -3,6 +3,8 @@
 import math
 
 import pytest
+
+from lreorg_hub.bundle import BundleError
 import torch
 
 from lreorg_hub.demo import build_demo_style_mix
@@ -140,7 +142,7 @@ def test_same_seed_reproduces_and_global_rng_is_untouched(style_mix, codes):
 def test_save_and_load_round_trip(style_mix, codes, tmp_path):
     style_mix.save_pretrained(tmp_path / "sm")
     assert sorted(p.name for p in (tmp_path / "sm").iterdir()) == [
-        "style_mix.safetensors", "style_mix_config.json"]
+        "README.md", "config.json", "model.safetensors"]  # the bundle's Hub format
     loaded = StyleMixAnonymizer.from_pretrained(tmp_path / "sm")
     assert loaded.get_config() == style_mix.get_config()
     for k, v in style_mix.state_dict().items():
@@ -151,15 +153,20 @@ def test_save_and_load_round_trip(style_mix, codes, tmp_path):
 
 
 def test_loading_broken_folders_is_a_clear_error(style_mix, tmp_path):
-    with pytest.raises(FileNotFoundError, match="style_mix_config.json is missing"):
+    with pytest.raises(BundleError, match="is not a style-mix group folder: config.json is "
+                                          "missing"):
         StyleMixAnonymizer.from_pretrained(tmp_path)
     style_mix.save_pretrained(tmp_path / "sm")
-    (tmp_path / "sm" / "style_mix_config.json").write_text('{"num_groups": 9, "num_members": '
-                                                           '64, "style_dim": 32, "num_rows": 10}')
-    with pytest.raises(ValueError, match="does not hold style-mix groups matching"):
+    config = tmp_path / "sm" / "config.json"
+    config.write_text('{"num_groups": 9, "num_members": 64, "style_dim": 32, "num_rows": 10}')
+    with pytest.raises(BundleError, match=r"shape mismatch: groups.centres is \[8, 32\] in the "
+                                          r"weights but \[9, 32\] per config.json"):
         StyleMixAnonymizer.from_pretrained(tmp_path / "sm")
-    (tmp_path / "sm" / "style_mix_config.json").write_text("not json")
-    with pytest.raises(ValueError, match="is not a valid style-mix configuration"):
+    config.write_text('{"num_groups": 8, "num_members": 64, "style_dim": 1000000}')
+    with pytest.raises(BundleError, match="style_dim = 1000000 is out of range"):
+        StyleMixAnonymizer.from_pretrained(tmp_path / "sm")
+    config.write_text("not json")
+    with pytest.raises(BundleError, match="config.json is not valid JSON"):
         StyleMixAnonymizer.from_pretrained(tmp_path / "sm")
     with pytest.raises(RuntimeError, match="refusing to save unfitted"):
         StyleMixAnonymizer(8, 64, 32, 10).save_pretrained(tmp_path / "x")

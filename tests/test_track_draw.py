@@ -103,11 +103,22 @@ def test_runners_draw_per_track_with_their_own_coins(pipeline, tiny_style_mix, g
         assert any(not torch.equal(d, other) for d in draws)  # coins matter
 
 
-def test_derived_seeds_are_secret_and_match_the_dataset_rule():
-    from lreorg_hub.dataset.keys import _SEED_CONTEXT, item_seed
+def test_derived_seeds_are_secret_and_one_rule_serves_photos_and_clips():
+    """A dataset item's secret is HMAC(key, context ‖ salt ‖ id): a photo's seed is its first
+    63 bits, a clip's per-track coins are HMAC of it and the track (one rule, not two)."""
+    import hashlib
+    import hmac
 
-    seed = derive_seed(b"k" * 32, "photo.jpg", _SEED_CONTEXT)
-    assert isinstance(seed, SecretSeed) and int(seed) == item_seed(b"k" * 32, "photo.jpg")
+    from lreorg_hub.dataset.keys import _SEED_CONTEXT, item_secret, item_seed
+
+    key, salt = b"k" * 32, "0f" * 16
+    by_hand = hmac.new(key, _SEED_CONTEXT + bytes.fromhex(salt) + b"photo.jpg",
+                       hashlib.sha256).digest()
+    assert item_secret(key, salt, "photo.jpg") == by_hand
+    seed = derive_seed(key, "photo.jpg", _SEED_CONTEXT + bytes.fromhex(salt))
+    assert isinstance(seed, SecretSeed) and int(seed) == item_seed(key, salt, "photo.jpg")
+    assert int(seed) == int.from_bytes(by_hand[:8], "big") >> 1
+    assert item_secret(key, "1e" * 16, "photo.jpg") != by_hand          # the run's salt counts
     assert str(int(seed)) not in f"{seed} {seed!r} {seed:d}"
-    assert derive_seed(b"k" * 32, "track:0") != derive_seed(b"k" * 32, "track:1")
+    assert derive_seed(key, "track:0") != derive_seed(key, "track:1")
     assert 0 <= int(seed) < 2 ** 63

@@ -175,7 +175,8 @@ def test_roundtrip_error_is_logged_and_warned_about(parts, tmp_path):
     assert logged > 0
     assert logged == pytest.approx(roundtrip_error(
         trainer.cdfnet, trainer.heldout, trainer.model.keyword_embeddings[:1]), rel=1e-2)
-    assert rows[0]["L_I"] and rows[0]["L_s"] == ""  # terms of the other objective stay empty
+    # only the trained keyword's objective has columns; every term of it is filled
+    assert rows[0]["IOS/L_I"] and rows[0]["identity/L_r"] and "AOS/L_s" not in rows[0]
 
 
 def test_saved_bundle_records_its_roundtrip_error(parts, tmp_path):
@@ -238,7 +239,10 @@ def test_configuration_from_file_and_overrides(tmp_path):
 
 @pytest.mark.parametrize("values, message", [
     ({"steps": 0}, "steps must be a positive integer"),
-    ({"mixed_precision": "fp16"}, "mixed_precision must be 'no' or 'bf16'"),
+    ({"mixed_precision": "fp8"}, "mixed_precision must be 'no', 'bf16' or 'fp16'"),
+    ({"loss_reduction": "max"}, "loss_reduction must be one of"),
+    ({"latents": "z"}, "latents must be 'w' or 'w\\+'"),
+    ({"mixing_sources": 1}, "mixing_sources must be an integer >= 2"),
     ({"noise_mode": "random"}, "noise_mode must be 'const' or 'none'"),
     ({"generator_output_size": 200}, "generator_output_size must be null or a power of two"),
     ({"ios_weights": {"identiti": 1.0}}, "ios_weights has unknown term"),
@@ -277,3 +281,150 @@ def test_lreorg_train_writes_checkpoints_and_a_bundle_and_resumes(parts, tmp_pat
     assert json.loads((run / "bundle" / "training.json").read_text())["steps"] == 2
     assert main(["train", "--resume", str(run), "--set", "lr=0.1", "--quiet"]) == 2
     assert "the configuration differs in lr" in capsys.readouterr().err
+
+
+# -- mixed precision, W+ codes, interruption, pilot, --print-config ---------------------------
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_runs_and_resumes_bit_for_bit(parts, tmp_path, precision):
+    """bf16 / fp16 autocast of the frozen networks (CDFNet stays float32); fp16's loss
+    scale travels in the checkpoint, so resumption stays exact."""
+    options = dict(steps=4, keywords=["identity", "gender"], lr=1e-3, init_output_std=1e-2,
+                   mixed_precision=precision)
+    straight = make_trainer(parts, tmp_path / "a", **options)
+    straight.fit()
+    assert all(p.dtype == torch.float32 for p in straight.cdfnet.parameters())
+    first = make_trainer(parts, tmp_path / "b", **options)
+    first.fit(steps=2)
+    resumed = make_trainer(parts, tmp_path / "b", **options)
+    resumed.load_checkpoint(tmp_path / "b")
+    resumed.fit()
+    for (name, a), b in zip(straight.cdfnet.state_dict().items(),
+                            resumed.cdfnet.state_dict().values()):
+        assert torch.equal(a, b), name
+    if precision == "fp16":
+        assert straight.scaler.get_scale() == resumed.scaler.get_scale() < 2.0 ** 16
+    else:
+        assert straight.scaler is None
+
+
+def test_w_plus_codes_mix_rows_of_mapping_samples(parts, tmp_path):
+    trainer = make_trainer(parts, tmp_path, steps=1, keywords=["identity"], latents="w+",
+                           mixing_sources=2, batch_size=4)
+    s1, s2 = trainer.sample_pairs()
+    codes = torch.cat([s1, s2])
+    assert codes.shape == (8, trainer.generator.n_latent, trainer.generator.style_dim)
+    # rows differ within a code (W codes would have equal rows) ...
+    assert all(len(torch.unique(c, dim=0)) > 1 for c in codes)
+    # ... and each code takes its rows from at most mixing_sources mapping samples
+    assert all(len(torch.unique(c, dim=0)) <= 2 for c in codes)
+    w_trainer = make_trainer(parts, tmp_path / "w", steps=1, keywords=["identity"])
+    w1, _ = w_trainer.sample_pairs()
+    assert all(len(torch.unique(c, dim=0)) == 1 for c in w1)
+    assert trainer.train_step().mode == "IOS"
+
+
+def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(parts, tmp_path):
+    import signal
+
+    from lreorg_hub.training.swap import TrainingInterrupted
+
+    options = dict(steps=4, keywords=["identity", "gender"], lr=1e-3, init_output_std=1e-2,
+                   log_every=3, checkpoint_every=1000)
+    straight = make_trainer(parts, tmp_path / "a", **options)
+    straight.fit()
+    trainer = make_trainer(parts, tmp_path / "b", **options)
+    step = trainer.train_step
+
+    def interrupted_step():  # Ctrl-C arrives during step 2
+        result = step()
+        if trainer.step == 2:
+            signal.raise_signal(signal.SIGINT)
+        return result
+
+    trainer.train_step = interrupted_step
+    with pytest.raises(TrainingInterrupted) as stop:
+        trainer.fit()
+    assert stop.value.exit_code == 130 and stop.value.step == 2
+    assert str(stop.value) == (f"SIGINT: stopped after step 2; checkpoint written to "
+                               f"{tmp_path / 'b' / 'checkpoints' / 'step-00000002'}. Resume "
+                               f"with: lreorg train --resume {tmp_path / 'b'}")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    rows = list(csv.DictReader((tmp_path / "b" / "log.csv").open()))
+    assert [r["step"] for r in rows] == ["2"]  # the window up to the stop is logged
+    resumed = make_trainer(parts, tmp_path / "b", **options)
+    resumed.load_checkpoint(tmp_path / "b")
+    resumed.fit()
+    for (name, a), b in zip(straight.cdfnet.state_dict().items(),
+                            resumed.cdfnet.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_log_rows_average_each_term_per_objective_and_keyword(parts, tmp_path):
+    trainer = make_trainer(parts, tmp_path, steps=6, keywords=["identity", "gender"],
+                           log_every=3, lr=1e-3, init_output_std=1e-2)
+    history = trainer.fit()
+    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    assert [r["step"] for r in rows] == ["3", "6"]
+    for row, window in zip(rows, (history[:3], history[3:])):
+        assert row["window_steps"] == "3"
+        for prefix, pick in (("IOS", lambda r: r.mode == "IOS"),
+                             ("AOS", lambda r: r.mode == "AOS"),
+                             ("identity", lambda r: r.keyword == "identity"),
+                             ("gender", lambda r: r.keyword == "gender")):
+            chosen = [r for r in window if pick(r)]
+            terms = ["total"] + list(chosen[0].terms) if chosen else ["total"]
+            for term in terms:
+                if not chosen:
+                    assert row[f"{prefix}/{term}"] == ""
+                    continue
+                values = [r.total if term == "total" else r.terms[term] for r in chosen]
+                assert float(row[f"{prefix}/{term}"]) == pytest.approx(
+                    sum(values) / len(values), rel=1e-5), (prefix, term)
+
+
+def test_pilot_shares_follow_the_formula_and_identity_learns_with_l_r_in_the_objective(
+        parts, tmp_path):
+    """The pilot on the tiny configuration, the paper's weights (L_r at λ4 = 10 included):
+    L_I falls. With the "sum" reduction L_r makes > 85 % of the objective at the start; with
+    "mean" (the default) it does not dominate."""
+    from lreorg_hub.training.losses import IOSWeights
+    from lreorg_hub.training.pilot import run_pilot, term_shares
+
+    w = IOSWeights()
+    terms = {"L_I": -1.0, "L_p": 2.0, "L_f": 3.0, "L_r": 4.0}
+    shares = term_shares(terms, "IOS", TrainingConfig())
+    parts_abs = [24.0, 2.4, 9.0, 40.0]
+    assert shares == pytest.approx({k: v / sum(parts_abs) for k, v in zip(terms, parts_abs)})
+    assert w.information == 10.0
+
+    reports = {}
+    for reduction in ("sum", "mean"):
+        trainer = make_trainer(parts, tmp_path / reduction, keywords=["identity"], lr=3e-3,
+                               init_output_std=1e-2, loss_reduction=reduction)
+        reports[reduction] = run_pilot(trainer, 16)
+    before = reports["mean"].before["IOS"]
+    assert reports["mean"].shares_before["IOS"] == term_shares(before, "IOS", TrainingConfig())
+    assert reports["sum"].shares_before["IOS"]["L_r"] > 0.85
+    assert reports["mean"].shares_before["IOS"]["L_r"] < 0.1
+    for report in reports.values():
+        assert report.config["ios_weights"]["information"] == 10.0
+        assert report.after["IOS"]["L_I"] < report.before["IOS"]["L_I"] - 0.5
+        first, last = report.trend["IOS"]["L_I"]
+        assert last < first
+        assert len(report.roundtrip) == 11 and max(report.roundtrip) < 1e-4
+    table = reports["mean"].table()
+    assert "IOS       L_r" in table and "round-trip error:" in table
+
+
+def test_print_config_and_help_show_every_key(capsys):
+    from lreorg_hub.cli import main
+    from lreorg_hub.training.config import KEY_HELP
+
+    assert main(["train", "--print-config", "--set", "lr=0.5"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == {**TrainingConfig().to_dict(), "lr": 0.5}
+    assert set(KEY_HELP) == set(printed)
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    for key, value in TrainingConfig().to_dict().items():
+        assert f"  {key} = {json.dumps(value)}" in text, key

@@ -15,4 +15,6 @@ def test_training_benchmark_writes_its_table_and_json(tmp_path, capsys):
     row = report["rows"]["IOS 1024→256 (default)"]
     assert row["device"] == "cpu" and row["seconds_per_step"] > 0
     assert row["memory_kind"] == "process peak RSS" and row["peak_memory_mib"] > 0
+    assert report["schedule_steps"] == 50_000
+    assert row["schedule_hours"] == 50_000 * row["seconds_per_step"] / 3600
     assert "s/step" in capsys.readouterr().out

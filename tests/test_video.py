@@ -247,3 +247,20 @@ def test_a_live_stream_blurs_a_face_until_its_track_is_confirmed_then_draws_once
     assert repr(session) == "LiveSession(method='lreorg', frames=8, tracks drawn=1)"
     with pytest.raises(ValueError, match="a live stream takes no seed"):
         LiveSession(video_pipe, ProtectOptions(method="lreorg", seed=1))
+
+
+def test_a_clip_in_memory_and_a_file_object_out_give_the_same_bytes(video_pipe, sprite,
+                                                                     tmp_path):
+    """The app reads an upload once (bytes); the CLI and datasets write through OutDir's
+    file object: both give exactly the clip a path in and a path out give."""
+    src = clip(tmp_path, sprite, "pan", frames=8, audio_seconds=0.3)
+    secret = b"one secret for both"
+    by_path, _ = run(video_pipe, src, tmp_path / "by_path.mp4", secret=secret)
+    with open(tmp_path / "by_file.mp4", "wb") as f:
+        in_memory, _ = run(video_pipe, src.read_bytes(), f, secret=secret)
+    assert (tmp_path / "by_file.mp4").read_bytes() == (tmp_path / "by_path.mp4").read_bytes()
+    assert in_memory.path is None and by_path.path == tmp_path / "by_path.mp4"
+    assert in_memory.record.to_dict() == by_path.record.to_dict()
+    with pytest.raises(ValueError, match=r"cannot read video <0 bytes in memory>: the file is "
+                                         r"empty"):
+        anonymize_video(video_pipe, b"", tmp_path / "o.mp4", ProtectOptions(method="lreorg"))

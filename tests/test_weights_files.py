@@ -143,7 +143,7 @@ def test_config_values_out_of_range_fail_before_building(saved, tmp_path, monkey
 def test_config_shapes_that_disagree_with_the_weights_are_named(saved, tmp_path):
     bundle = _copy(saved, tmp_path)
     _edit_config(bundle, **{"cdfnet.num_rows": 6})
-    with pytest.raises(BundleError, match="does not match its model.safetensors"):
+    with pytest.raises(BundleError, match="config.json and model.safetensors do not match"):
         LReOrg.from_pretrained(bundle)
 
 
@@ -155,6 +155,47 @@ def test_non_finite_bundle_weights_are_refused(saved, tmp_path):
     tensors["identity_anonymizer.members"].view(-1)[0] = float("inf")
     save_file(tensors, bundle / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(BundleError, match="non-finite values .* identity_anonymizer.members"):
+        LReOrg.from_pretrained(bundle)
+
+
+def _tamper(saved, tmp_path, change):
+    from safetensors.torch import load_file, save_file
+
+    bundle = _copy(saved, tmp_path)
+    tensors = load_file(bundle / "model.safetensors")
+    change(tensors)
+    save_file(tensors, bundle / "model.safetensors", metadata={"format": "pt"})
+    return bundle
+
+
+@pytest.mark.parametrize("name, dtype, kind", [
+    ("cdfnet.condition_blocks.0.phi1.fc_x.weight", torch.int8, "must be a float"),
+    ("identity_anonymizer.member_group", torch.float32, "must be an integer"),
+    ("identity_anonymizer.fitted", torch.uint8, "must be a bool"),
+])
+def test_tensors_of_the_wrong_dtype_are_named(saved, tmp_path, name, dtype, kind):
+    """int8 weights used to load as zeros, float indices as casts: each is refused by name."""
+    bundle = _tamper(saved, tmp_path, lambda t: t.__setitem__(name, t[name].to(dtype)))
+    with pytest.raises(BundleError, match=f"wrong dtype: {name} is .* in the weights but {kind}"):
+        LReOrg.from_pretrained(bundle)
+
+
+def test_group_indices_out_of_range_are_refused(saved, tmp_path):
+    """A member_group of 99 used to make every draw return one member."""
+    def out_of_range(t):
+        t["identity_anonymizer.member_group"][3] = 99
+
+    bundle = _tamper(saved, tmp_path, out_of_range)
+    with pytest.raises(BundleError, match=r"identity_anonymizer.member_group holds 1 group "
+                                          r"index\(es\) outside 0..7 \(e.g. 99\)"):
+        LReOrg.from_pretrained(bundle)
+
+    def one_group_empty(t):
+        groups = t["identity_anonymizer.member_group"]
+        groups[groups == 5] = 4
+
+    bundle = _tamper(saved, tmp_path / "empty", one_group_empty)
+    with pytest.raises(BundleError, match="leaves 1 of 8 group.s. without members .e.g. group 5"):
         LReOrg.from_pretrained(bundle)
 
 

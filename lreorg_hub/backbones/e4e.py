@@ -13,7 +13,7 @@ Module names reproduce ``e4e_encoder_ffhq.json`` exactly (621 entries at 18 head
 Speed (CPU): conv weights and activations live in channels-last memory format (oneDNN
 then needs no per-call layout conversion), except the heads' layers on ≤ 16 px maps,
 which are faster in NCHW; in eval mode each unit's trailing BatchNorm is folded into the
-convolution before it (exact up to rounding; a BN in front of a zero-padded convolution
+convolution before it, once (cached until the weights change) (exact up to rounding; a BN in front of a zero-padded convolution
 cannot be folded and stays). Beyond that the forward is compute-bound: ~72 GMAC per
 image, which direct convolutions already run near this CPU's peak, so it is only a few
 per cent faster than a plain NCHW forward. Winograd convolutions were tried and gave
@@ -23,6 +23,7 @@ per cent faster than a plain NCHW forward. Winograd convolutions were tried and 
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Sequence
 
 import torch
@@ -63,6 +64,28 @@ def _fold_bn(conv_w: torch.Tensor, conv_b: torch.Tensor | None,
     if conv_b is not None:
         b = b + conv_b.float() * g
     return (conv_w.float() * g.view(-1, 1, 1, 1)).to(conv_w.dtype), b.to(conv_w.dtype)
+
+
+#: Folded (weight, bias) per convolution, computed once and reused while neither the
+#: convolution nor its BN changes (a load, an in-place update or .to() changes the key).
+_FOLDED: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_fold_bn` of an eval-mode conv + BN, cached: folded once after loading rather
+    than on every forward. When gradients must reach the weights it is recomputed."""
+    tensors = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return _fold_bn(conv.weight, None, bn)
+    key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+    hit = _FOLDED.get(conv)
+    if hit is None or hit[0] != key:
+        # Plain tensors (not inference-mode ones), so a later call outside
+        # torch.inference_mode can use them too.
+        with torch.inference_mode(False), torch.no_grad():
+            hit = (key, *_fold_bn(conv.weight, None, bn))
+        _FOLDED[conv] = hit
+    return hit[1], hit[2]
 
 
 class SEModule(nn.Module):
@@ -110,7 +133,7 @@ class BottleneckIRSE(nn.Module):
         if self.training:
             return self.shortcut_layer(x)
         conv, bn = self.shortcut_layer
-        w, b = _fold_bn(conv.weight, None, bn)
+        w, b = _folded(conv, bn)
         return F.conv2d(x, w, b, stride=self.stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +142,7 @@ class BottleneckIRSE(nn.Module):
         bn0, conv1, prelu, conv2, bn2, se = self.res_layer
         r = bn0(x)
         r = prelu(conv1(r))
-        w, b = _fold_bn(conv2.weight, None, bn2)
+        w, b = _folded(conv2, bn2)
         r = se(F.conv2d(r, w, b, stride=self.stride, padding=1))
         return r.add_(self._shortcut(x))
 
@@ -298,7 +321,7 @@ class E4EEncoder(nn.Module):
             x = self.input_layer(x)
         else:
             conv, bn, prelu = self.input_layer
-            w, b = _fold_bn(conv.weight, None, bn)
+            w, b = _folded(conv, bn)
             x = prelu(F.conv2d(x, w, b, padding=1))
         taps = []
         for i, unit in enumerate(self.body):

@@ -22,6 +22,7 @@ __all__ = ["Backbone", "load_backbone", "load_e4e_checkpoint", "load_rosinality_
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class Backbone:
     """Encoder (optional), generator and average latent, ready for inference (eval mode).

@@ -7,23 +7,19 @@ anonymizer statistics included), loaded strictly. The method itself is
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
-from huggingface_hub import ModelCard, PyTorchModelHubMixin, constants, hf_hub_download
-from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HFValidationError,
-                                    LocalEntryNotFoundError, OfflineModeIsEnabled,
-                                    RepositoryNotFoundError, RevisionNotFoundError)
-from safetensors import SafetensorError
-from safetensors.torch import load_model
+from huggingface_hub import ModelCard
 
 from ..method import keywords as kw
 from ..method.lreorg import LReOrgModule
-from ..reachability import hub_reachable
-from .checks import BundleError, _check_config, _read_config, check_finite, check_weights_match
+from .checks import check_lreorg_config
+from .hub_model import StrictHubModel
+from .terms import backbone_terms
 
 __all__ = ["LReOrg", "NO_BUNDLE_ADVICE"]
+
 
 def _card_template(name: str = "lreorg.md") -> str:
     """Read a card template from model_cards/ (the repo's top level in a checkout or an
@@ -44,25 +40,34 @@ NO_BUNDLE_ADVICE = (
     "mask) need no bundle.")
 
 
-def _offline_error(repo_id: str, revision: str | None) -> BundleError:
-    return BundleError(
-        f"could not load the LReOrg bundle {repo_id!r} (revision {revision or 'main'}): it is "
-        f"not a local folder, the Hub is unreachable or offline (HF_HUB_OFFLINE) and it is not "
-        f"in the local cache. {NO_BUNDLE_ADVICE}")
-
-
-def _not_on_hub_error(repo_id: str, revision: str | None, err: Exception) -> BundleError:
-    return BundleError(
-        f"{repo_id!r} (revision {revision or 'main'}) is not an LReOrg bundle on the Hub "
-        f"({type(err).__name__}). {NO_BUNDLE_ADVICE}")
-
-
-class LReOrg(LReOrgModule, PyTorchModelHubMixin,
+class LReOrg(LReOrgModule, StrictHubModel,
              library_name="lreorg-hub", license="mit", pipeline_tag="image-to-image",
              tags=["face-anonymization", "privacy", "differential-privacy", "stylegan2", "lreorg"],
              model_card_template=_card_template()):
     """The LReOrg bundle: ``LReOrgModule`` saved as config.json + model.safetensors (+ the
-    model card) and loaded strictly from a folder or the Hub."""
+    model card) and loaded strictly from a folder or the Hub (``StrictHubModel``).
+
+    ``provenance`` (config.json) records what made the bundle: under "training" the backbone
+    file and scorer weights ``lreorg train`` used, under "fitting" those of
+    ``lreorg fit-anonymizers`` (see ``lreorg_hub.training.provenance``); None for a bundle
+    made otherwise. ``lreorg push`` checks it.
+    """
+
+    what = "LReOrg bundle"
+    a_what = "an LReOrg bundle"
+    advice = NO_BUNDLE_ADVICE
+
+    def __init__(self, *args, provenance: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if provenance is not None and not isinstance(provenance, dict):
+            raise ValueError(f"provenance must be an object, got {provenance!r}")
+        self.provenance = provenance
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        if self.provenance:
+            config["provenance"] = self.provenance
+        return config
 
     # -- Hub: saving and strict loading ------------------------------------------------------
     def generate_model_card(self, *args, **kwargs) -> ModelCard:
@@ -74,6 +79,11 @@ class LReOrg(LReOrgModule, PyTorchModelHubMixin,
         kwargs.setdefault("fitted", fitted)
         kwargs.setdefault("backbone", self.backbone)
         kwargs.setdefault("text_encoder", self.text_encoder)
+        from .vetting import unfitted_anonymizers
+
+        kwargs.setdefault("provenance", self.provenance or {})
+        kwargs.setdefault("unfitted", unfitted_anonymizers(self))
+        kwargs.setdefault("terms", backbone_terms(self.backbone))
         return super().generate_model_card(*args, **kwargs)
 
     def save_pretrained(self, save_directory: str | Path, *, config: dict | None = None,
@@ -90,75 +100,19 @@ class LReOrg(LReOrgModule, PyTorchModelHubMixin,
                                        **kwargs)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> "LReOrg":
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "LReOrg":
         """Load a bundle from a local folder or a Hub repo id (strict; ``map_location`` places
         the model, ``dtype`` sets CDFNet's dtype, the anonymizers' statistics stay float32)."""
-        path = str(pretrained_model_name_or_path)
-        looks_local = (os.path.isabs(path) or path.startswith(".") or os.path.exists(path)
-                       or path.startswith("~"))
-        if looks_local:
-            path = os.path.expanduser(path)
-            if not os.path.isdir(path):
-                raise BundleError(f"{path} is not a folder with an LReOrg bundle (config.json + "
-                                  f"model.safetensors). {NO_BUNDLE_ADVICE}")
-            _read_config(os.path.join(path, constants.CONFIG_NAME), path)
-        elif not kwargs.get("local_files_only") and not hub_reachable():
-            # One short probe instead of huggingface_hub's ~23 s of retries: use the cache.
-            kwargs["local_files_only"] = True
-        revision = kwargs.get("revision")
-        try:
-            return super().from_pretrained(path, **kwargs)
-        except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
-            raise _offline_error(path, revision) from e
-        except (RepositoryNotFoundError, RevisionNotFoundError, GatedRepoError) as e:
-            raise _not_on_hub_error(path, revision, e) from e
-        except HFValidationError as e:
-            raise BundleError(f"{path!r} is neither a folder nor a valid Hub repo id "
-                              f"(namespace/name). {NO_BUNDLE_ADVICE}") from e
-        except json.JSONDecodeError as e:  # the Hub copy's config.json (local ones: above)
-            raise BundleError(f"config.json of the bundle {path!r} is not valid JSON ({e})") \
-                from e
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir, force_download: bool,
-                         local_files_only: bool, token, map_location: str | torch.device = "cpu",
-                         strict: bool = True, dtype: torch.dtype | None = None, **model_kwargs):
-        """Strict by default (the mixin's default silently keeps random weights for missing
-        tensors), and the model ends on ``map_location`` (the mixin only reads tensors there)."""
-        if os.path.isdir(model_id):
-            _read_config(os.path.join(model_id, constants.CONFIG_NAME), model_id)
-            model_file = os.path.join(model_id, constants.SAFETENSORS_SINGLE_FILE)
-            if not os.path.isfile(model_file):
-                raise BundleError(f"{model_id} is not an LReOrg bundle: model.safetensors is "
-                                  f"missing")
-        else:
-            try:
-                model_file = hf_hub_download(model_id, constants.SAFETENSORS_SINGLE_FILE,
-                                             revision=revision, cache_dir=cache_dir,
-                                             force_download=force_download, token=token,
-                                             local_files_only=local_files_only)
-            except EntryNotFoundError as e:
-                if isinstance(e, LocalEntryNotFoundError):
-                    raise _offline_error(model_id, revision) from e
-                raise BundleError(f"{model_id!r} has no model.safetensors: not an LReOrg "
-                                  f"bundle") from e
-        _check_config(model_kwargs, f"config.json of {model_id}")
-        try:
-            with torch.device("meta"):  # shapes only: nothing allocated before the checks
-                shapes = cls(**model_kwargs)
-        except (TypeError, ValueError) as e:
-            raise BundleError(f"config.json of {model_id} does not describe a valid bundle: "
-                              f"{e}") from None
-        check_weights_match(shapes, model_file)
-        model = cls(**model_kwargs)
-        try:
-            load_model(model, model_file, strict=strict)
-        except (SafetensorError, OSError, RuntimeError) as e:
-            raise BundleError(f"{model_file} could not be read: it is corrupted or truncated "
-                              f"({e}); download the bundle again") from None
-        check_finite(model, model_file)
-        model.to(device=map_location)
+    def check_config(cls, config: dict, where: str) -> None:
+        check_lreorg_config(config, where)
+
+    def state_problems(self) -> list[str]:
+        problems = self.identity_anonymizer.state_problems()
+        return [f"identity_anonymizer.{p}" for p in problems]
+
+    def _apply_dtype(self, dtype: torch.dtype | None) -> None:
         if dtype is not None:  # CDFNet only: the anonymizers' statistics stay float32
-            model.cdfnet.to(dtype=dtype)
-        model.eval()
-        return model
+            self.cdfnet.to(dtype=dtype)

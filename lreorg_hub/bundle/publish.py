@@ -13,7 +13,6 @@ leaves the machine. The card is rendered from ``model_cards/lreorg.md`` with:
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path
 
@@ -21,14 +20,13 @@ from huggingface_hub import HfApi, constants
 
 from .card import read_eval_results, read_training_metadata, render_card
 from .lreorg import LReOrg
+from .vetting import PublishRefused, publication_problems
 
-__all__ = ["UPLOAD_FILES", "HubUnavailableError", "build_upload_folder", "push"]
+__all__ = ["UPLOAD_FILES", "HubUnavailableError", "PublishRefused", "build_upload_folder",
+           "push"]
 
 #: What a published bundle repo holds: nothing else is uploaded.
 UPLOAD_FILES = ("README.md", "config.json", "model.safetensors")
-
-
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 class HubUnavailableError(RuntimeError):
@@ -36,27 +34,21 @@ class HubUnavailableError(RuntimeError):
 
 
 def _pin(model: LReOrg, backbone_revision: str | None) -> None:
-    repo = str(model.backbone.get("repo_id"))
-    if repo.startswith("local/"):  # demo and test bundles name a local file, not a Hub repo
-        raise ValueError(f"the bundle's backbone is {repo!r}, a local checkpoint, not a Hub "
-                         f"repo: a published bundle must name the public backbone it works with "
-                         f"(e.g. a `lreorg demo-bundle` has random weights and is not for "
-                         f"publishing)")
     if backbone_revision is not None:
         model.backbone["revision"] = backbone_revision
-    revision = str(model.backbone.get("revision"))
-    if not _COMMIT.match(revision):
-        raise ValueError(
-            f"the bundle's backbone revision is {revision!r}, not a commit: a published bundle "
-            f"must pin the backbone it needs. Pass the 40-character commit hash of "
-            f"{model.backbone['repo_id']} with --backbone-revision")
 
 
 def build_upload_folder(bundle: str | Path, out: str | Path, *, repo_id: str | None = None,
                         eval_results: str | Path | dict | None = None,
-                        backbone_revision: str | None = None) -> Path:
+                        backbone_revision: str | None = None,
+                        backbone_file: str | Path | None = None) -> Path:
     """Write exactly the folder ``push`` uploads: config.json (backbone revision pinned),
-    model.safetensors and the rendered README.md. ``out`` must be new or empty."""
+    model.safetensors and the rendered README.md. ``out`` must be new or empty.
+
+    Raises ``PublishRefused`` (one line per reason, see ``vetting``) before writing anything
+    when the bundle's records do not show what the card would claim; ``backbone_file`` is a
+    local copy of the backbone to check its sha256 against (default: the Hub / its cache).
+    """
     bundle = Path(bundle)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -65,6 +57,9 @@ def build_upload_folder(bundle: str | Path, out: str | Path, *, repo_id: str | N
     _pin(model, backbone_revision)
     results = (read_eval_results(eval_results) if isinstance(eval_results, (str, Path))
                else eval_results)
+    problems = publication_problems(model, bundle, results, backbone_file)
+    if problems:
+        raise PublishRefused(bundle, problems)
     card = render_card(model, repo_id, results, read_training_metadata(bundle))
     model.save_pretrained(out)
     card.save(out / "README.md")  # the card with the Hub metadata replaces the default one
@@ -75,7 +70,8 @@ def build_upload_folder(bundle: str | Path, out: str | Path, *, repo_id: str | N
 
 
 def push(bundle: str | Path, repo_id: str, *, eval_results: str | Path | dict | None = None,
-         backbone_revision: str | None = None, private: bool = False, token: str | None = None,
+         backbone_revision: str | None = None, backbone_file: str | Path | None = None,
+         private: bool = False, token: str | None = None,
          commit_message: str = "Upload LReOrg bundle") -> str:
     """Create the model repo if needed and upload the bundle; returns the commit URL.
 
@@ -90,7 +86,8 @@ def push(bundle: str | Path, repo_id: str, *, eval_results: str | Path | dict | 
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_upload_folder(bundle, Path(tmp) / "upload", repo_id=repo_id,
                                      eval_results=eval_results,
-                                     backbone_revision=backbone_revision)
+                                     backbone_revision=backbone_revision,
+                                     backbone_file=backbone_file)
         api = HfApi(token=token)
         try:
             api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)

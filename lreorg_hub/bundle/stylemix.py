@@ -1,69 +1,58 @@
 """Fitted style-mix groups on disk and on the Hub (the method is
-``lreorg_hub.method.stylemix``)."""
+``lreorg_hub.method.stylemix``): the same ``PyTorchModelHubMixin`` files and the same strict
+loading as the LReOrg bundle (config.json + model.safetensors + a card)."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_model, save_model
-
+from ..method.checks import check_epsilon
 from ..method.stylemix import StyleMixModule
+from .checks import BundleError, int_in
+from .hub_model import StrictHubModel
 
 __all__ = ["StyleMixAnonymizer"]
 
-CONFIG_NAME = "style_mix_config.json"
+_MAX_ELEMENTS = 2**31  # 8 GiB of float32: far above any real member bank
 
 
-WEIGHTS_NAME = "style_mix.safetensors"
-
-
-class StyleMixAnonymizer(StyleMixModule):
+class StyleMixAnonymizer(StyleMixModule, StrictHubModel,
+                         library_name="lreorg-hub", license="mit",
+                         tags=["face-anonymization", "privacy", "differential-privacy",
+                               "stylegan2", "style-mix"]):
     """Fitted style-mix groups (``StyleMixModule``) that save to and load from a folder or the
-    Hub."""
+    Hub: ``save_pretrained(dir)``, ``from_pretrained(dir or repo id)``, ``push_to_hub``."""
 
-    # -- saving and loading ------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write style_mix_config.json and style_mix.safetensors (fitted groups only)."""
+    what = "style-mix group folder"
+    a_what = "a style-mix group folder"
+    advice = ("Fit the groups on the backbone's generator with `lreorg fit-style-mix DIR`, or "
+              "write the offline demo with `lreorg demo-bundle DIR` (DIR/style_mix).")
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs) -> Path:
+        """Write config.json, model.safetensors and a card (fitted groups only)."""
         if not self.fitted:
             raise RuntimeError("refusing to save unfitted style-mix groups")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps(self.get_config(), indent=2))
-        save_model(self, str(directory / WEIGHTS_NAME), metadata={"format": "pt",
-                                                                   "method": "style-mix"})
-        return directory
+        kwargs.setdefault("config", self.get_config())
+        super().save_pretrained(save_directory, **kwargs)
+        return Path(save_directory)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, revision: str | None = None,
-                        map_location: str | torch.device = "cpu") -> "StyleMixAnonymizer":
-        """Load fitted groups from a folder (or a Hub repo id) written by ``save_pretrained``;
-        strict: every tensor must be there with the configured shape."""
-        path = str(directory)
-        if os.path.isdir(path):
-            config_file, weights_file = Path(path) / CONFIG_NAME, Path(path) / WEIGHTS_NAME
-            for f in (config_file, weights_file):
-                if not f.is_file():
-                    raise FileNotFoundError(f"{path} has no fitted style-mix groups: {f.name} "
-                                            f"is missing")
-        elif os.path.exists(path) or os.path.isabs(path) or path.startswith("."):
-            raise FileNotFoundError(f"{path} is not a folder with fitted style-mix groups")
-        else:
-            from huggingface_hub import hf_hub_download
-            config_file = Path(hf_hub_download(path, CONFIG_NAME, revision=revision))
-            weights_file = Path(hf_hub_download(path, WEIGHTS_NAME, revision=revision))
+    def check_config(cls, config: dict, where: str) -> None:
+        groups = int_in(config.get("num_groups", 64), 1, 65_536, "num_groups", where)
+        members = int_in(config.get("num_members", 1024), groups, 1_000_000, "num_members",
+                         where)
+        dim = int_in(config.get("style_dim", 512), 1, 4096, "style_dim", where)
+        int_in(config.get("num_rows", 18), 1, 64, "num_rows", where)
+        if (members + groups) * dim > _MAX_ELEMENTS:
+            raise BundleError(f"{where}: num_members and style_dim ask for a member bank of "
+                              f"{(members + groups) * dim * 4 / 2**30:.0f} GiB; refusing")
         try:
-            config = json.loads(config_file.read_text("utf-8"))
-            model = cls(**config)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"{config_file} is not a valid style-mix configuration: {e}") from None
-        try:
-            load_model(model, str(weights_file), strict=True)
-        except Exception as e:  # safetensors' header/shape errors: name the file
-            raise ValueError(f"{weights_file} does not hold style-mix groups matching "
-                             f"{config_file.name}: {e}") from None
-        if not model.fitted:
-            raise ValueError(f"{weights_file} holds unfitted style-mix groups")
-        return model.to(map_location).eval()
+            check_epsilon(config.get("epsilon", 1.0))
+        except ValueError as e:
+            raise BundleError(f"{where}: {e}") from None
+
+    def state_problems(self) -> list[str]:
+        problems = [f"groups.{p}" for p in self.groups.state_problems()]
+        if not self.fitted:
+            problems.append("groups.fitted is False: the groups were never fitted")
+        return problems

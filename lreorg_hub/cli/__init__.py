@@ -27,7 +27,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"lreorg: error: {message} (see {self.prog} --help)\n")
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lreorg", description="LReOrg face anonymization (latent representation "
@@ -59,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+    """The message on one line: a file name's newline or terminal escape is shown escaped
+    (``image.names.shown``), never acted on."""
+    from ..image.names import shown
 
+    return " ".join(shown(error).split()) or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -12,8 +12,21 @@ from ..method import keywords as kw
 from ..pipeline.registry import MAX_SAMPLES, METHODS
 
 __all__ = ["int_list", "window", "number", "float_list", "add_protect_arguments",
-           "add_weight_arguments", "add_runtime_arguments", "protect_options",
-           "check_weight_arguments", "build_pipeline"]
+           "add_weight_arguments", "add_runtime_arguments", "add_seed_argument",
+           "add_device_argument", "protect_options", "check_weight_arguments",
+           "build_pipeline", "LIMITS_NOTE"]
+
+#: The limits every photo, video and dataset item meets, for --help (the numbers are the
+#: library's: image.io.DEFAULT_MAX_PIXELS, LReOrgPipeline(max_faces=64),
+#: dataset.cells.MAX_ITEM_BYTES, image.video.VideoLimits; tests/test_untouched.py and
+#: tests/test_cli_video.py keep them equal). Each has its own message.
+LIMITS_NOTE = ("Limits: a photo has at most 50 megapixels (50,000,000 pixels; a larger one is "
+               "refused: downscale it) and at most --max-faces faces to regenerate (default "
+               "64; a photo with more is refused: choose faces or raise the limit); a dataset "
+               "item (an image cell, or the file it or a folder item names) holds at most "
+               "160 MiB (a video streams through and has no byte limit); a video's frames "
+               "have sides of 16 to 8,192 pixels and at most 9,437,184 pixels each (4096 x "
+               "2304), at a rate of at most 480 frames per second.")
 
 
 def int_list(text: str | None) -> list[int] | None:
@@ -107,9 +120,22 @@ def add_weight_arguments(p: argparse.ArgumentParser) -> None:
                         "style-mix")
 
 
+def add_seed_argument(p, what: str = "the draws") -> None:
+    """--seed for commands whose randomness defaults to OS entropy (never recorded)."""
+    p.add_argument("--seed", type=int,
+                   help=f"seed 0..2**64-1 of {what}, for reproducible results; default: OS "
+                        f"entropy, which is not recorded anywhere")
+
+
+def add_device_argument(p, default: str | None = "auto") -> None:
+    p.add_argument("--device", default=default,
+                   help="auto (cuda if available), cpu, cuda, cuda:N (resolved by "
+                        "lreorg_hub.pipeline.devices)")
+
+
 def add_runtime_arguments(p: argparse.ArgumentParser, *, dtype: bool = False) -> None:
     g = p.add_argument_group("where and how it runs")
-    g.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0…")
+    add_device_argument(g)
     if dtype:
         g.add_argument("--dtype", default="float32",
                        choices=["float32", "bfloat16", "float16"], help="backbone precision")
@@ -117,7 +143,12 @@ def add_runtime_arguments(p: argparse.ArgumentParser, *, dtype: bool = False) ->
                                                    "of two (e.g. 256 for a fast preview)")
     g.add_argument("--min-face-size", type=int, default=20,
                    help="smallest face regenerated, in pixels (1..10000); smaller faces the "
-                        "detector finds are covered (--small-faces)")
+                        "detector finds (down to 12 px) are covered (--small-faces). A "
+                        "detector can miss faces (profiles, occlusion, blur, faces below "
+                        "12 px): see the README")
+    g.add_argument("--max-faces", type=int, default=64, metavar="N",
+                   help="most faces to regenerate in one photo (1..4096, default 64); a photo "
+                        "with more is refused with its own message")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -165,6 +196,8 @@ def build_pipeline(args: argparse.Namespace, **settings):
     from ..pipeline import LReOrgPipeline
 
     common = dict(device=args.device, min_face_size=args.min_face_size, **settings)
+    if getattr(args, "max_faces", None) is not None:  # `eval` has no --max-faces: the default
+        common["max_faces"] = args.max_faces
     if not (args.bundle or args.style_mix):
         return LReOrgPipeline(**common)
     return LReOrgPipeline.from_pretrained(

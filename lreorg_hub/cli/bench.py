@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 
-
 def _cmd_bench(args: argparse.Namespace) -> int:
     import runpy
 
@@ -15,7 +14,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{script} not found: benchmarks run from a source checkout")
     module = runpy.run_path(str(script))
     return module["main"](args.rest) or 0
-
 
 
 def register(sub) -> None:

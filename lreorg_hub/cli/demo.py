@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 
-
 def _cmd_demo_bundle(args: argparse.Namespace) -> int:
     from ..demo import write_demo
 
@@ -26,7 +25,6 @@ def _cmd_demo_bundle(args: argparse.Namespace) -> int:
           f"  lreorg anonymize PHOTO --out {d / 'out'} --method style-mix --backbone "
           f"{paths['backbone']} --style-mix {paths['style_mix']}")
     return 0
-
 
 
 def register(sub) -> None:

@@ -8,16 +8,16 @@ import sys
 from pathlib import Path
 
 from ..method import keywords as kw
-from .args import window
+from .args import add_device_argument, add_seed_argument, window
 
 
 def _cmd_fit_anonymizers(args: argparse.Namespace) -> int:
     import torch
 
-    from ..backbones import load_backbone
     from ..bundle import LReOrg
-    from ..training.build import seeded_init, resolve_device
+    from ..training.build import resolve_backbone, resolve_device, seeded_init
     from ..training.fitting import fit_anonymizers
+    from ..training.provenance import describe_backbone, describe_scorer
     from ..scorers import KeywordEncoder
 
     device = resolve_device(args.device)
@@ -25,7 +25,8 @@ def _cmd_fit_anonymizers(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.bundle)
     if not args.out and not Path(args.bundle).is_dir():
         raise ValueError("--out is required when the bundle is a Hub repo id")
-    backbone = load_backbone(args.backbone if args.backbone else model.backbone).to(device)
+    backbone, backbone_file, source = resolve_backbone(args.backbone, model.backbone)
+    backbone.to(device)
     clip_args = {"model_name": model.text_encoder["model_name"],
                  "pretrained": model.text_encoder["pretrained"]}
     if args.clip_model:
@@ -39,11 +40,24 @@ def _cmd_fit_anonymizers(args: argparse.Namespace) -> int:
                              keywords=kw.parse_list(args.keywords) or None, seed=args.seed,
                              iterations=args.iterations, batch_size=args.batch_size,
                              output_size=args.output_size, progress=not args.quiet)
+    # What made the anonymizers (no OS-entropy seed: None when --seed was not given).
+    fitted = report_keywords(model, args)
+    labelled = any(k != kw.IDENTITY for k in fitted)  # only KAA labels faces with CLIP
+    model.provenance = {**(model.provenance or {}), "fitting": {
+        "seed": args.seed, "samples": args.samples, "keywords": fitted,
+        "iterations": args.iterations, "backbone": describe_backbone(backbone, backbone_file,
+                                                                     source),
+        "clip": describe_scorer(clip) if labelled else None}}
     model.to(torch.device("cpu")).save_pretrained(out)
     (out / "fitting.json").write_text(json.dumps(report.to_dict(), indent=2))
     print(report.describe(), file=sys.stderr)
     print(json.dumps({"bundle": str(out), **report.to_dict()}, indent=2))
     return 0
+
+
+def report_keywords(model, args) -> list[str]:
+    return list(model.keywords) if not args.keywords else \
+        [kw.get(k, model.keywords).name for k in kw.parse_list(args.keywords)]
 
 
 def _cmd_fit_style_mix(args: argparse.Namespace) -> int:
@@ -66,7 +80,6 @@ def _cmd_fit_style_mix(args: argparse.Namespace) -> int:
           f" mapping-network samples, rows {list(style_mix.rows)}) written to {args.out}",
           file=sys.stderr)
     return 0
-
 
 
 def register(sub) -> None:
@@ -93,14 +106,14 @@ def register(sub) -> None:
     p.add_argument("--clip-pretrained", help="open_clip tag or file; 'none' = random weights "
                                              "(tests only)")
     p.add_argument("--clip-config", help="JSON file of open_clip model_cfg overrides")
-    p.add_argument("--seed", type=int, help="seed (default: OS entropy, not recorded)")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0…")
+    add_seed_argument(p, "the sampling and k-means")
+    add_device_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit_anonymizers)
     p = sub.add_parser(
         "fit-style-mix", help="fit the training-free style-mix groups on a backbone's generator",
         description="k-means groups of mapping-network samples (synthetic identities only) for "
-                    "--method style-mix; writes style_mix_config.json + style_mix.safetensors.")
+                    "--method style-mix; writes config.json + model.safetensors + a card (README.md).")
     p.add_argument("out", help="output folder")
     p.add_argument("--backbone", help="e4e / rosinality checkpoint (default: "
                                       "LREORG_BACKBONE_PATH, else the default Hub file)")
@@ -109,5 +122,5 @@ def register(sub) -> None:
     p.add_argument("--samples", type=int, default=10_000, help="mapping-network samples")
     p.add_argument("--rows", type=window, metavar="R0,R1", help="default rows [R0, R1)")
     p.add_argument("--truncation", type=float, default=1.0, help="ψ of the samples (1 = none)")
-    p.add_argument("--seed", type=int, help="seed of the fit (default: OS entropy)")
+    add_seed_argument(p, "the fit")
     p.set_defaults(func=_cmd_fit_style_mix)

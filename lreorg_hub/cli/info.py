@@ -21,7 +21,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def register(sub) -> None:
     p = sub.add_parser("info", help="show a bundle's configuration and fitted state")
     p.add_argument("bundle", help="local bundle folder or Hub repo id")

@@ -25,7 +25,6 @@ def _cmd_keywords(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def register(sub) -> None:
     p = sub.add_parser("keywords", help="list the keywords and their sub-categories")
     p.add_argument("--json", action="store_true", help="machine-readable output")

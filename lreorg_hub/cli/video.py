@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 __all__ = ["add_video_arguments", "video_options", "check_video_inputs", "anonymize_clip"]
 
@@ -46,32 +46,28 @@ def check_video_inputs(pipe, options, inputs) -> None:
         check_video_options(pipe, options)
 
 
-def anonymize_clip(pipe, file: Path, stem: Path, out_dir: Path, options, video,
-                   quiet: bool) -> dict:
+def anonymize_clip(pipe, file: Path, stem: PurePosixPath, folder, options, video,
+                   quiet: bool):
     """One clip: OUT/STEM.<format> and OUT/STEM.json (the public record), each written
-    atomically, the JSON after the clip; returns the summary entry."""
-    from ..dataset.sources import atomic_write
-
-    target = out_dir / stem.with_suffix(f".{video.container}")
-    meta = out_dir / stem.with_suffix(".json")
-    for path in (target, meta):
-        if path.is_dir():
-            raise ValueError(f"cannot write {path}: a folder is in the way")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    atomically into ``folder`` (an ``OutDir``: no link followed), the JSON after the clip; on
+    any failure neither is left. Returns (the summary entry, the result)."""
+    target, meta = f"{stem}.{video.container}", f"{stem}.json"
     bars = _Bars(file.name, quiet)
     try:
-        result = pipe.anonymize_video(file, target, options, video=video, progress=bars)
+        with folder.writer(target) as f:
+            result = pipe.anonymize_video(file, f, options, video=video, progress=bars)
     finally:
         bars.close()
-    record = {"output": str(target.relative_to(out_dir)), **result.to_dict()}
+    # The public record only (PrivacyRecord.to_dict): no input path, no box, no score.
+    record = {"output": target, **result.to_dict()}
     try:
-        atomic_write(meta, json.dumps(record, indent=2).encode())
+        folder.write(meta, json.dumps(record, indent=2).encode())
     except BaseException:
-        target.unlink(missing_ok=True)  # a clip without its record is not left behind
+        folder.remove(target)  # a clip without its record is not left behind
         raise
     video_summary = result.record.extra["video"]
-    return {"input": str(file), "output": record["output"], "frames": result.frames,
-            "tracks": video_summary["tracks"], "draws": video_summary["draws"]}
+    return {"input": str(file), "output": target, "frames": result.frames,
+            "tracks": video_summary["tracks"], "draws": video_summary["draws"]}, result
 
 
 class _Bars:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from dataclasses import asdict
 from pathlib import Path
 
 from .options import DatasetOptions, DatasetRunError, PipelineSpec
+from .outdir import OutDir, OutputFolderError
 from .shards import anonymize_shard, write_shard
 from .sources import SourceSpec, open_source
 
@@ -27,8 +29,9 @@ def local_pipeline(spec: PipelineSpec):
     return _LOCAL_PIPELINE[key]
 
 
-def run_local(spec: PipelineSpec, source, todo, bounds, options, key, out, on_shard, *,
-               threads: int | None = None):
+def run_local(spec: PipelineSpec, source, todo, bounds, options, key, salt, out: OutDir,
+              on_shard, *, threads: int | None = None):
+    """Each shard in turn; ``on_shard(manifest entry, private log entries)`` once written."""
     import torch
 
     pipe = local_pipeline(spec)
@@ -38,8 +41,8 @@ def run_local(spec: PipelineSpec, source, todo, bounds, options, key, out, on_sh
     try:
         for k in todo:
             shard = source.read(k, *bounds(k))
-            results, records = anonymize_shard(pipe, shard, options, key)
-            on_shard(write_shard(out, source, shard, results, records))
+            results, records, private = anonymize_shard(pipe, shard, options, key, salt)
+            on_shard(write_shard(out, source, shard, results, records), private)
     finally:
         torch.set_num_threads(before)  # the caller's process keeps its own setting
 
@@ -60,34 +63,42 @@ class _ShardWorker:
     """Ray Data actor: loads the pipeline once, then anonymizes and writes whole shards."""
 
     def __init__(self, pipeline_spec: dict, source_spec: dict, options: dict, key: bytes,
-                 out: str, threads: int, fault: dict | None = None):
+                 salt: str, out: str, threads: int, fault: dict | None = None):
         import torch
 
         torch.set_num_threads(threads)  # this process is the actor's own
         self.pipe = PipelineSpec(**pipeline_spec).build()
         self.source = open_source(SourceSpec(**source_spec))
-        self.options, self.key, self.out = DatasetOptions(**options), key, Path(out)
+        self.options, self.key, self.salt = DatasetOptions(**options), key, salt
+        self.out = OutDir(out).open(create=False)  # made by the driver; no link followed
         self.fault = fault
 
     def __call__(self, batch):
         import pyarrow as pa
 
-        entries = []
+        entries, logs = [], []
         for k, payload in zip(batch["shard"].to_pylist(), batch["payload"].to_pylist()):
             shard = pickle.loads(payload)  # written by _read_shards of this same run
-            results, records = anonymize_shard(self.pipe, shard, self.options, self.key)
+            results, records, private = anonymize_shard(self.pipe, shard, self.options,
+                                                        self.key, self.salt)
             crash = False
             if self.fault is not None and k == self.fault["shard"]:
                 marker = Path(self.fault["marker"])
                 crash = not marker.exists()
                 marker.touch()
-            entries.append(json.dumps(write_shard(self.out, self.source, shard, results,
-                                                  records, crash_after_images=crash)))
-        return pa.table({"shard": batch["shard"], "entry": pa.array(entries, pa.string())})
+            try:
+                entry = write_shard(self.out, self.source, shard, results, records,
+                                    crash_after_images=crash)
+            except OutputFolderError as e:  # a link in --out: the driver stops with this line
+                entry = {"shard": k, "refused": str(e)}
+            entries.append(json.dumps(entry))
+            logs.append(json.dumps(private))  # to the driver, which alone writes the log
+        return pa.table({"shard": batch["shard"], "entry": pa.array(entries, pa.string()),
+                         "private": pa.array(logs, pa.string())})
 
 
-def run_ray(spec, source_spec, todo, count, options, key, out, on_shard, *, address,
-             actors, gpus_per_actor, cpus_per_actor, threads=None, fault=None):
+def run_ray(spec, source_spec, todo, count, options, key, salt, out: OutDir, on_shard, *,
+            address, actors, gpus_per_actor, cpus_per_actor, threads=None, fault=None):
     try:
         import ray
         import ray.data
@@ -104,11 +115,15 @@ def run_ray(spec, source_spec, todo, count, options, key, out, on_shard, *, addr
     ds = ds.map_batches(
         _ShardWorker, batch_size=1, batch_format="pyarrow",
         fn_constructor_kwargs={"pipeline_spec": asdict(spec), "source_spec": asdict(source_spec),
-                               "options": asdict(options), "key": key, "out": str(out),
+                               "options": asdict(options), "key": key, "salt": salt,
+                               "out": os.path.realpath(out.path),  # actors: any cwd
                                # as asked, else the actor's CPU share (what Ray gives it)
                                "threads": threads or max(1, int(cpus_per_actor)),
                                "fault": fault},
         compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus_per_actor,
         num_cpus=cpus_per_actor)
     for row in ds.iter_rows():  # as shards finish, in any order
-        on_shard(json.loads(row["entry"]))
+        entry = json.loads(row["entry"])
+        if "refused" in entry:  # Ray would wrap the actor's exception in its traceback
+            raise OutputFolderError(entry["refused"])
+        on_shard(entry, json.loads(row["private"]))

@@ -7,10 +7,19 @@ from dataclasses import asdict, dataclass, field
 
 from ..pipeline.options import ProtectOptions
 
-__all__ = ["DatasetOptions", "PipelineSpec", "DatasetRunError", "ENGINES", "NO_FACE_ACTIONS"]
+__all__ = ["DatasetOptions", "PipelineSpec", "DatasetRunError", "ENGINES", "NO_FACE_ACTIONS",
+           "NO_FACE_NOTES"]
 
 ENGINES = ("local", "ray")
-NO_FACE_ACTIONS = ("pass", "drop")
+NO_FACE_ACTIONS = ("drop", "pass")
+#: What the record of an item without a face says, per ``--no-face`` choice.
+NO_FACE_NOTES = {
+    "drop": "No face was found, so nothing was anonymized: the item is left out of the "
+            "output (--no-face drop, the default).",
+    "pass": "No face was found, so nothing was anonymized: the item is published UNCHANGED "
+            "(only its metadata stripped) because --no-face pass was asked for. A face the "
+            "detector missed is visible in it.",
+}
 
 
 class DatasetRunError(ValueError):
@@ -21,12 +30,14 @@ class DatasetRunError(ValueError):
 class DatasetOptions:
     """What is done to every item: ``protect`` (the library's one options type: method,
     keywords, ε, …, aligned; no seed: each item's comes from the key) and how the run treats
-    items without a face ("pass": kept unchanged, metadata stripped; "drop": left out), its
+    items without a face ("drop", the default: left out of the output and listed; "pass":
+    published unchanged, metadata stripped, and its record says so: a face the detector
+    missed would be published as it is), its
     batch size and its shard size. An option that does not apply to the method is an error,
     reported before any item is read."""
 
     protect: ProtectOptions = field(default_factory=ProtectOptions)
-    no_face: str = "pass"
+    no_face: str = "drop"
     batch_size: int = 16
     shard_size: int = 64
 
@@ -37,7 +48,7 @@ class DatasetOptions:
             raise ValueError("a dataset run takes no seed: each item's comes from the key "
                              "file (HMAC of the master secret and the item id)")
         if self.no_face not in NO_FACE_ACTIONS:
-            raise ValueError(f"no_face must be 'pass' or 'drop', got {self.no_face!r}")
+            raise ValueError(f"no_face must be 'drop' or 'pass', got {self.no_face!r}")
         for name in ("batch_size", "shard_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -62,6 +73,7 @@ class PipelineSpec:
     dtype: str = "float32"
     output_size: int | None = None
     min_face_size: int = 20
+    max_faces: int = 64
 
     def build(self):
         import torch
@@ -71,15 +83,18 @@ class PipelineSpec:
         dtype = getattr(torch, self.dtype, None)
         if not isinstance(dtype, torch.dtype):
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
-        if self.bundle is None and self.backbone is None:  # image baselines only
-            pipe = LReOrgPipeline(device=self.device, min_face_size=self.min_face_size)
+        if self.bundle is None and self.backbone is None and self.style_mix is None:
+            # image baselines only
+            pipe = LReOrgPipeline(device=self.device, min_face_size=self.min_face_size,
+                                  max_faces=self.max_faces)
         else:
             pipe = LReOrgPipeline.from_pretrained(
                 self.bundle, backbone=self.backbone, revision=self.revision,
                 style_mix=self.style_mix, device=self.device, output_size=self.output_size,
-                min_face_size=self.min_face_size)
+                min_face_size=self.min_face_size, max_faces=self.max_faces)
         return pipe.to(dtype=dtype) if pipe.generator is not None else pipe
 
     def settings(self) -> dict:
         return {"bundle": self.bundle, "backbone": self.backbone, "revision": self.revision,
-                "style_mix": self.style_mix, "output_size": self.output_size}
+                "style_mix": self.style_mix, "output_size": self.output_size,
+                "min_face_size": self.min_face_size, "max_faces": self.max_faces}

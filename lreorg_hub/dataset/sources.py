@@ -1,6 +1,7 @@
-"""The three dataset layouts: a folder of images, a Parquet file, a ``datasets`` dataset saved
-with ``save_to_disk``. Each lists its items in a fixed order with a stable id, reads the
-items of one shard, and writes a shard's outputs in the input's own layout and schema.
+"""The dataset layouts: a folder of images, a Parquet file, a ``datasets`` dataset saved
+with ``save_to_disk`` (and a folder of videos: ``videos.py``). Each lists its items in a
+fixed order with a stable id, reads the items of one shard, and writes a shard's outputs in
+the input's own layout and schema.
 
 Items are read by position from a plain description (``SourceSpec``, picklable) so that any
 process (this one, a Ray task) can read any shard without the driver shipping pixels.
@@ -10,55 +11,35 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SourceSpec", "ShardInput", "open_source", "IMAGE_SUFFIXES", "RECORD_COLUMN",
-           "atomic_write"]
+from ..image.names import shown
+from .cells import CellRoot, ItemError, check_cell_bytes, read_item_file
+from .items import IMAGE_SUFFIXES, ShardInput
+from .outdir import WORK, OutDir
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+__all__ = ["SourceSpec", "ShardInput", "open_source", "IMAGE_SUFFIXES", "RECORD_COLUMN"]
+
 RECORD_COLUMN = "lreorg_record"   # added to table outputs: the item's record as JSON
-WORK = "_lreorg"                  # bookkeeping folder inside --out
 _SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP",
                  ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` all at once: a temporary file beside it, flushed to disk,
-    then renamed over it, so a reader (or a rerun) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 @dataclass
 class SourceSpec:
-    """What to read: ``kind`` ("folder", "parquet", "hf"), ``path``, the image column and
-    the optional id column of table formats."""
+    """What to read: ``kind`` ("folder", "parquet", "hf", "videos"), ``path``, the image column and
+    the optional id column of table formats; for table cells that hold a path, the folder
+    they may lead into (``cell_root``, default the table's own folder) and the output folder
+    they must never lead into (``out``)."""
 
     kind: str
     path: str
     image_column: str | None = None
     id_column: str | None = None
-
-
-@dataclass
-class ShardInput:
-    """One shard's items: ids, encoded image bytes (None where unreadable, with the error),
-    and for table formats the shard's rows (an Arrow table, image column included)."""
-
-    shard: int
-    ids: list[str]
-    images: list[bytes | None]
-    errors: list[str | None]
-    table: object = None
-    paths: list[str | None] = field(default_factory=list)  # image struct 'path' values
+    cell_root: str | None = None
+    out: str | None = None
 
 
 def detect_kind(path: str | Path) -> str:
@@ -72,9 +53,9 @@ def detect_kind(path: str | Path) -> str:
     if path.is_file() and path.suffix.lower() == ".parquet":
         return "parquet"
     if not path.exists():
-        raise FileNotFoundError(f"dataset source not found: {path}")
-    raise ValueError(f"{path} is neither a folder of images, a .parquet file, nor a dataset "
-                     f"saved with datasets' save_to_disk")
+        raise FileNotFoundError(f"dataset source not found: {shown(path)}")
+    raise ValueError(f"{shown(path)} is neither a folder of images, a .parquet file, nor a "
+                     f"dataset saved with datasets' save_to_disk")
 
 
 def open_source(spec: SourceSpec):
@@ -95,8 +76,7 @@ class FolderSource:
         # Every image-named entry but folders is an item, so that a FIFO or a dangling link
         # is recorded as failed rather than silently missing (links to folders not followed).
         self._ids = sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
-                           if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
-                           and WORK not in p.relative_to(self.root).parts)
+                           if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
 
     def ids(self) -> list[str]:
         return self._ids
@@ -105,56 +85,53 @@ class FolderSource:
         ids = self._ids[start:stop]
         images, errors = [], []
         for i in ids:
-            path = self.root / i
             try:
-                if not path.is_file():  # never open a FIFO: reading it would block
-                    kind = "a link to nothing" if path.is_symlink() and not path.exists() \
-                        else "not a regular file (a FIFO, socket or device)"
-                    raise OSError(f"{kind}; not read")
-                images.append(path.read_bytes())
+                if i.split("/", 1)[0] == WORK:  # its output would land in the bookkeeping
+                    raise ItemError(f"it lies in a folder named {WORK}, the name the output "
+                                    f"uses for its bookkeeping; rename that folder; not read")
+                images.append(read_item_file(self.root / i, follow=True))  # file links: yes
                 errors.append(None)
-            except OSError as e:
+            except ItemError as e:
                 images.append(None)
-                errors.append(f"cannot read file: {e.strerror or e}")
-        return ShardInput(shard, ids, images, errors)
+                errors.append(f"cannot read file: {e}")
+        return ShardInput(shard, ids, images, errors,
+                          origins=[{"input": str(self.root / i)} for i in ids])
 
     @staticmethod
-    def write_shard(out: Path, shard: ShardInput, results: list, records: list[dict]) -> None:
+    def write_shard(out: OutDir, shard: ShardInput, results: list, records: list[dict]
+                    ) -> None:
         """Write each kept item's image at OUT/<id> (atomically, one file at a time)."""
         for item_id, res in zip(shard.ids, results):
             if res is None:
                 continue
-            path = out / item_id
             buf = io.BytesIO()
-            fmt = _SAVE_FORMATS.get(path.suffix.lower(), "PNG")
+            fmt = _SAVE_FORMATS.get(Path(item_id).suffix.lower(), "PNG")
             res.save(buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-            atomic_write(path, buf.getvalue())
+            out.write(item_id, buf.getvalue())
 
-    def finalize(self, out: Path, parts: list[Path]) -> None:
+    def finalize(self, out: OutDir, parts: list[str]) -> None:
         """Nothing to assemble: every image was written in place."""
 
 
 # ---------------------------------------------------------------------------------------------
-def _image_cell(value) -> tuple[bytes | None, str | None, str | None]:
+def _image_cell(value, cells: CellRoot) -> tuple[bytes | None, str | None, str | None]:
     """(bytes, path, error) of one image cell: a struct {bytes, path} (the Hugging Face
-    convention) or plain binary."""
-    if value is None:
-        return None, None, "the image cell is empty"
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value), None, None
-    if isinstance(value, dict):
-        data, path = value.get("bytes"), value.get("path")
-        if data is None and path:
-            if not Path(path).is_file():  # missing, or a FIFO / device that would block
-                return None, path, f"the image file {path} is not a readable regular file"
-            try:
-                return Path(path).read_bytes(), path, None
-            except OSError as e:
-                return None, path, f"cannot read the image file {path}: {e.strerror or e}"
-        if data is None:
-            return None, path, "the image cell has neither bytes nor a path"
-        return bytes(data), path, None
-    return None, None, f"unsupported image cell type {type(value).__name__}"
+    convention; a path without bytes is read under ``cells``' root) or plain binary."""
+    path = value.get("path") if isinstance(value, dict) else None
+    try:
+        if value is None:
+            raise ItemError("the image cell is empty")
+        if isinstance(value, (bytes, bytearray)):
+            return check_cell_bytes(bytes(value)), None, None
+        if not isinstance(value, dict):
+            raise ItemError(f"unsupported image cell type {type(value).__name__}")
+        if value.get("bytes") is not None:
+            return check_cell_bytes(bytes(value["bytes"])), path, None
+        if not path:
+            raise ItemError("the image cell has neither bytes nor a path")
+        return cells.read(str(path)), path, None
+    except ItemError as e:
+        return None, path, str(e)
 
 
 class _TableSource:
@@ -213,17 +190,25 @@ class _TableSource:
     def ids(self) -> list[str]:
         return self._ids
 
+    def _cells(self) -> CellRoot:
+        root = self.spec.cell_root
+        return CellRoot(root if root else Path(self.spec.path).parent if self.spec.kind ==
+                        "parquet" else self.spec.path, explicit=bool(root), out=self.spec.out)
+
     def _shard_input(self, shard: int, start: int, table) -> ShardInput:
         images, errors, paths = [], [], []
+        cells = self._cells()
         for value in table.column(self.image_column).to_pylist():
-            data, path, error = _image_cell(value)
+            data, path, error = _image_cell(value, cells)
             images.append(data)
             errors.append(error)
             paths.append(path)
         return ShardInput(shard, self._ids[start:start + table.num_rows], images, errors,
-                          table=table, paths=paths)
+                          table=table, paths=paths,
+                          origins=[{"input": self.spec.path, "row": start + k, "cell_path": p}
+                                   for k, p in enumerate(paths)])
 
-    def write_shard(self, out: Path, shard: ShardInput, results: list, records: list[dict]
+    def write_shard(self, out: OutDir, shard: ShardInput, results: list, records: list[dict]
                     ) -> None:
         """The shard's kept rows, image column replaced by the anonymized PNG (same type),
         plus the item's record as JSON, as one Parquet part (written atomically)."""
@@ -253,11 +238,21 @@ class _TableSource:
             [json.dumps(records[i], sort_keys=True) for i in keep], type=pa.string()))
         buf = pa.BufferOutputStream()
         pq.write_table(table, buf)
-        atomic_write(self.part_path(out, shard.shard), buf.getvalue().to_pybytes())
+        out.write(self.part_path(shard.shard), buf.getvalue().to_pybytes())
 
     @staticmethod
-    def part_path(out: Path, shard: int) -> Path:
-        return out / WORK / "parts" / f"part-{shard:06d}.parquet"
+    def part_path(shard: int) -> str:
+        return f"{WORK}/parts/part-{shard:06d}.parquet"
+
+    def _read_part(self, out: OutDir, part: str):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        data = out.read(part)
+        if data is None:
+            raise FileNotFoundError(f"{out.path / part} is missing: run again to redo its "
+                                    f"shard")
+        return pq.read_table(pa.BufferReader(data)).cast(self.output_schema())
 
     def output_schema(self):
         import pyarrow as pa
@@ -295,15 +290,13 @@ class ParquetSource(_TableSource):
         return self._shard_input(shard, start, pa.Table.from_batches(table.to_batches(),
                                                                      schema=table.schema))
 
-    def finalize(self, out: Path, parts: list[Path]) -> None:
+    def finalize(self, out: OutDir, parts: list[str]) -> None:
         import pyarrow.parquet as pq
 
-        final = out / Path(self.spec.path).name
-        tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-        with pq.ParquetWriter(tmp, self.output_schema()) as writer:
-            for part in parts:  # one shard at a time: memory stays at one shard
-                writer.write_table(pq.read_table(part).cast(self.output_schema()))
-        os.replace(tmp, final)
+        with out.writer(Path(self.spec.path).name) as f:
+            with pq.ParquetWriter(f, self.output_schema()) as writer:
+                for part in parts:  # one shard at a time: memory stays at one shard
+                    writer.write_table(self._read_part(out, part))
 
 
 class HFSource(_TableSource):
@@ -331,18 +324,15 @@ class HFSource(_TableSource):
     def read(self, shard: int, start: int, stop: int) -> ShardInput:
         return self._shard_input(shard, start, self._table.slice(start, stop - start))
 
-    def finalize(self, out: Path, parts: list[Path]) -> None:
+    def finalize(self, out: OutDir, parts: list[str]) -> None:
         import datasets
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         features = datasets.Features({**self.features, RECORD_COLUMN: datasets.Value("string")})
-        tables = [pq.read_table(p).cast(self.output_schema()) for p in parts]
+        tables = [self._read_part(out, p) for p in parts]
         table = (pa.concat_tables(tables) if tables
                  else self.output_schema().empty_table())
         ds = datasets.Dataset(table, info=datasets.DatasetInfo(features=features))
-        tmp = out / WORK / f"final-{uuid.uuid4().hex[:8]}"
-        ds.save_to_disk(str(tmp))
-        for f in tmp.iterdir():  # then into OUT itself, file by file (renames)
-            os.replace(f, out / f.name)
-        tmp.rmdir()
+        tmp = f"{WORK}/final-{uuid.uuid4().hex[:8]}"
+        ds.save_to_disk(str(out.folder_path(tmp)))
+        out.move_files_up(tmp)  # then into OUT itself, file by file (renames)

@@ -3,6 +3,9 @@
 ``metrics`` holds the metric definitions as pure functions; ``runner`` runs every method on a
 folder and judges the outputs (resumable per photo); ``report`` writes the tables, JSON and
 the privacy–utility plot; ``features`` the FID feature networks.
+
+Layer 4. May import: ``lreorg_hub.pipeline``, ``lreorg_hub.scorers`` and everything below
+them; torchmetrics and matplotlib. Not serving, dataset, training or the CLI.
 """
 
 from .features import ClipImageFeatures, InceptionFeatures

@@ -12,8 +12,23 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["identity_similarity", "protection_success_rate", "detection_rate", "zero_shot_labels", "attribute_preservation_rate",
-           "recovery_rate", "frechet_distance", "similarity_summary"]
+__all__ = ["identity_similarity", "protection_success_rate", "detection_rate",
+           "zero_shot_labels", "attribute_preservation_rate", "recovery_rate", "frechet_distance", "similarity_summary", "MIN_FID_IMAGES",
+           "fid_sample_warning"]
+
+#: Below this many images FID is strongly biased (it grows as the sample shrinks) and noisy;
+#: the report warns. 2,000 is the CelebA-HQ test split's order of size the paper reports on.
+MIN_FID_IMAGES = 2000
+
+
+def fid_sample_warning(count: int) -> str | None:
+    """The report's warning when FID rests on fewer than ``MIN_FID_IMAGES`` faces (None when
+    there are enough, or fewer than two: then there is no FID at all)."""
+    if not 2 <= count < MIN_FID_IMAGES:
+        return None
+    return (f"FID is computed on {count} face(s), fewer than {MIN_FID_IMAGES:,}: it is biased "
+            f"upwards and noisy at this size; compare FIDs only between runs on the same "
+            f"photos")
 
 
 def identity_similarity(original: torch.Tensor, protected: torch.Tensor) -> torch.Tensor:

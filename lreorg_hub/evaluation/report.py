@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..bundle.card import _num, _pct, main_table
 
-__all__ = ["markdown_tables", "main_table", "write_report", "plot_privacy_utility"]
+__all__ = ["markdown_tables", "main_table", "write_report", "plot_privacy_utility",
+           "privacy_utility_figure", "MARKERS"]
 
 
 def markdown_tables(results: dict) -> str:
@@ -35,6 +36,8 @@ def markdown_tables(results: dict) -> str:
         "",
         main_table(results),
     ]
+    for note in results.get("warnings") or []:
+        parts += ["", f"> **Note:** {note}"]
     if any(results["sweep"].values()):
         parts += ["", "## Privacy–utility sweep over ε", "",
                   "| Method | ε | PSR (%) ↑ | Detection (%) ↑ | APR (%) ↑ | FID ↓ |",
@@ -71,43 +74,77 @@ def markdown_tables(results: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
-def plot_privacy_utility(results: dict, path: str | Path) -> Path:
-    """PSR (privacy) against APR (utility): one line per ε-method through its sweep, one
-    point per other method."""
+#: One marker per method, in order; colours come from matplotlib's tab10 cycle, also in
+#: order, so no two methods of one plot share a colour or a marker (up to 10 methods).
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+#: Where each method's ε labels sit around its points (points of different methods often
+#: coincide, e.g. every method at PSR 100 %): one direction per method.
+_LABEL_OFFSETS = ((7, 6), (7, -13), (-38, 6), (-38, -13), (7, 16), (-38, 16), (7, -23),
+                  (-38, -23), (20, 0), (-50, 0))
+
+
+def privacy_utility_figure(results: dict):
+    """The privacy–utility figure: PSR against APR, one line per ε-method through its
+    sweep (each point labelled with its ε), one point per other method; each method its own
+    colour and marker. Returns the matplotlib Figure (one figure, one axes)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on servers
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
+    colours = plt.get_cmap("tab10").colors
+    fig, ax = plt.subplots(figsize=(7.2, 5.4), dpi=120)
+    index = 0
     for method, keys in results["sweep"].items():
         rows = [results["methods"][k] for k in keys]
-        pts = [(r["apr"], r["psr"], r["epsilon"]) for r in rows
+        pts = [(100 * r["apr"], 100 * r["psr"], r["epsilon"]) for r in rows
                if r["apr"] is not None and r["psr"] is not None]
         if not pts:
             continue
-        ax.plot([100 * p[0] for p in pts], [100 * p[1] for p in pts], marker="o",
+        colour, marker = colours[index % 10], MARKERS[index % len(MARKERS)]
+        dx, dy = _LABEL_OFFSETS[index % len(_LABEL_OFFSETS)]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=colour,
+                markersize=max(5.0, 10.0 - 2 * index), linewidth=1.5,  # coinciding points stay visible
                 label=f"{rows[0]['label']} (ε sweep)")
+        same: dict[tuple[float, float], list] = {}  # one label per point: "ε=0.5, 1, 4"
         for x, y, e in pts:
-            ax.annotate(f"ε={e}", (100 * x, 100 * y), textcoords="offset points",
-                        xytext=(4, 4), fontsize=7)
+            same.setdefault((round(x, 6), round(y, 6)), []).append(e)
+        for (x, y), eps in same.items():
+            ax.annotate("ε=" + ", ".join(f"{e:g}" if isinstance(e, float) else str(e)
+                                         for e in eps),
+                        (x, y), textcoords="offset points", xytext=(dx, dy),
+                        fontsize=8, color=colour,
+                        bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none",
+                                  alpha=0.8))
+        index += 1
     swept = set(results["sweep"])
     for key in results["main"]:
         row = results["methods"][key]
         if row["method"] in swept or row["apr"] is None or row["psr"] is None:
             continue
-        ax.scatter([100 * row["apr"]], [100 * row["psr"]], marker="s", label=row["label"])
+        ax.scatter([100 * row["apr"]], [100 * row["psr"]], color=colours[index % 10],
+                   marker=MARKERS[index % len(MARKERS)], s=60, label=row["label"],
+                   zorder=3)
+        index += 1
     ax.set_xlabel("APR (%) — utility ↑")
     ax.set_ylabel(f"PSR (%) — privacy ↑ ({results['config']['judge']})")
     ax.set_title("Privacy–utility trade-off")
-    ax.set_xlim(-5, 105)
-    ax.set_ylim(-5, 105)
+    ax.set_xlim(-5, 110)
+    ax.set_ylim(-5, 110)
     ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="lower left")
+    if ax.get_legend_handles_labels()[0]:  # outside the data, so it hides no point
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
+    return fig
+
+
+def plot_privacy_utility(results: dict, path: str | Path) -> Path:
+    """Save ``privacy_utility_figure`` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = privacy_utility_figure(results)
     path = Path(path)
-    fig.savefig(path, format="png")
+    fig.savefig(path, format="png", bbox_inches="tight")
     plt.close(fig)
     return path
 

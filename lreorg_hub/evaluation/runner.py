@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -32,6 +33,7 @@ from ..method import keywords as kw
 from ..scorers import IdentityEncoder, KeywordEncoder
 from ..image.faces import align_face, still_detected
 from ..image.io import load_image, pil_to_tensor
+from ..method.checks import check_epsilon
 from ..pipeline.options import ProtectOptions
 from ..pipeline.registry import METHODS
 from . import metrics
@@ -93,6 +95,12 @@ class EvalConfig:
         seed: None (default) draws every run's randomness from OS entropy; an int makes the
             evaluation reproducible (per photo and run, derived from it; recorded).
         judge, fid_features: names of the judge recognizer and FID network (for the report).
+        dataset: what the photos are, for the card's model-index: {"name", "type" (a Hub
+            dataset id or "custom"), "split"}.
+        provenance: what was evaluated and with which weights: {"bundle": {"sha256" of
+            model.safetensors, "source"}, "judge": …, "apr_clip": …} (set by ``lreorg eval``;
+            ``lreorg push`` checks it). Part of the configuration, so a resumed evaluation
+            of another bundle or other scorer weights is refused.
     """
 
     methods: list[str] | None = None
@@ -110,6 +118,8 @@ class EvalConfig:
     seed: int | None = None
     judge: str = "facenet casia-webface"
     fid_features: str = "inception-v3-fid-2048"
+    dataset: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.anonymize = kw.parse_list(self.anonymize)
@@ -119,9 +129,7 @@ class EvalConfig:
         if kw.IDENTITY in self.attributes:
             raise ValueError("identity is judged by PSR, not by APR: leave it out of attributes")
         self.recovery_keywords = [kw.get(a).name for a in kw.parse_list(self.recovery_keywords)]
-        self.epsilons = [float(e) for e in self.epsilons]
-        if any(e < 0 or math.isnan(e) for e in self.epsilons):
-            raise ValueError(f"every ε of the sweep must be >= 0, got {self.epsilons}")
+        self.epsilons = [check_epsilon(e) for e in self.epsilons]  # the one ε rule
         if not -1.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
         if not 0.0 < self.detection_iou <= 1.0:
@@ -338,6 +346,11 @@ class Evaluator:
             st = path.with_suffix(".safetensors")
             feats.append(load_file(str(st)) if st.is_file() else {})
         ok = [(r, f) for r, f in zip(records, feats) if r["status"] == "ok"]
+        notes = []
+        note = metrics.fid_sample_warning(sum(len(r["faces"]) for r, _ in ok))
+        if note is not None:
+            notes.append(note)
+            warnings.warn(note, stacklevel=2)
         preserved = [a for a in self.config.attributes if a not in self.config.anonymize]
         real = torch.cat([f["input"] for _, f in ok]) if ok else torch.zeros(0, 1)
         table = {}
@@ -376,4 +389,5 @@ class Evaluator:
             "methods": table,
             "recovery": recovery,
             "preserved_attributes": preserved,
+            "warnings": notes,
         }

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .names import described, shown
+
 try:  # LittleCMS is optional in Pillow builds; without it ICC conversion is skipped.
     from PIL import ImageCms
 except ImportError:  # pragma: no cover - depends on the Pillow build
@@ -43,6 +45,7 @@ __all__ = [
     "ImageLoadError",
     "ImageTooLargeError",
     "ImageSource",
+    "shown",
     "load_image",
     "to_rgb_array",
     "as_rgb_array",
@@ -68,18 +71,6 @@ class ImageLoadError(ValueError):
 
 class ImageTooLargeError(ImageLoadError):
     """The image has more pixels than the configured limit."""
-
-
-def _describe(source: object) -> str:
-    """A short human-readable name for an image source, for error messages."""
-    if isinstance(source, (str, os.PathLike)):
-        return repr(os.fspath(source))
-    if isinstance(source, (bytes, bytearray)):
-        return f"<{len(source)} bytes in memory>"
-    name = getattr(source, "name", None)
-    if isinstance(name, str):
-        return repr(name)
-    return f"<{type(source).__name__}>"
 
 
 def _check_size(width: int, height: int, max_pixels: int | None, what: str) -> None:
@@ -108,12 +99,12 @@ def _check_single_frame(img: Image.Image, what: str) -> None:
         raise ImageLoadError(
             f"image {what} has {frames} frames ({kind}); only single-frame images are "
             f"processed, so that no frame is left unprotected by mistake. Save each frame you "
-            f"want as its own image and pass those instead")
+            f"want as its own image and use those instead")
 
 
 def _open(source: ImageSource, max_pixels: int | None) -> Image.Image:
     """Open a path / bytes / file object and decode it fully, with clear errors."""
-    what = _describe(source)
+    what = described(source)
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(bytes(source))
     elif isinstance(source, (str, os.PathLike)):
@@ -223,11 +214,11 @@ def load_image(
     if isinstance(source, np.ndarray):
         img = to_pil(source)
     elif isinstance(source, Image.Image):
-        _check_single_frame(source, _describe(source))
+        _check_single_frame(source, described(source))
         img = source
     else:
         img = _open(source, max_pixels)
-    _check_size(img.width, img.height, max_pixels, _describe(source))
+    _check_size(img.width, img.height, max_pixels, described(source))
     try:
         # Upright first (the Orientation tag lives in the metadata we are about to drop).
         img = ImageOps.exif_transpose(img)

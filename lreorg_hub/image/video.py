@@ -18,26 +18,32 @@ Rules kept by this module, as ``io.py`` keeps them for photos:
   (AAC, or Opus for WebM), and :attr:`VideoWriter.audio_note` says so.
 - **Nothing half-written.** The output is written to a hidden temporary file in the output's
   folder and moved into place with ``os.replace`` only when complete; an error or Ctrl-C
-  removes it.
-
-This module reads (probe, frames); ``video_writer.py`` writes.
+  removes it. (Or into a file object the caller opened, which then answers for it: the
+  command line's ``OutDir.writer``.)
+- **A source on disk or in memory.** A path, or the clip's bytes (the app reads an upload
+  once and deletes it: the clip is then read from memory, never from a file again).
 - **Clear refusals.** A damaged, empty, audio-only or zero-frame file, a codec FFmpeg cannot
   decode, and sizes or frame rates outside :class:`VideoLimits` raise :class:`VideoLoadError`
-  with one sentence naming the file.
+  with one sentence naming the file (escaped: ``names.described``).
+
+This module reads (probe, frames); ``video_writer.py`` writes.
 
 Layer 2 (with the rest of ``lreorg_hub.image``): numpy and PyAV only.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from .names import described
 
 __all__ = ["VIDEO_SUFFIXES", "VideoLoadError", "VideoLimits", "VideoInfo", "VideoFrame",
            "probe_video", "VideoReader", "is_video"]
@@ -71,7 +77,7 @@ class VideoLimits:
 class VideoInfo:
     """A video stream as the header and its first frame describe it."""
 
-    path: str
+    source: str | bytes = field(repr=False)   # the path, or the file's bytes in memory
     width: int                  # stored size (before rotation)
     height: int
     rotation: int               # degrees counter-clockwise that turn a stored frame upright
@@ -101,23 +107,25 @@ class VideoFrame:
     index: int
 
 
-def _name(path) -> str:
-    return repr(os.fspath(path))
-
-
-def open_container(path):
-    """The file opened by PyAV for reading, with one sentence for a missing, empty or
-    unreadable file."""
+def open_container(source):
+    """The file (a path, or its bytes) opened by PyAV for reading, with one sentence for a
+    missing, empty or unreadable file."""
     import av
 
-    what = _name(path)
-    p = Path(path)
-    if not p.is_file():
-        raise VideoLoadError(f"cannot read video {what}: no such file")
-    if p.stat().st_size == 0:
-        raise VideoLoadError(f"cannot read video {what}: the file is empty")
+    what = described(source)
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise VideoLoadError(f"cannot read video {what}: the file is empty")
+        opened = io.BytesIO(source)
+    else:
+        p = Path(source)
+        if not p.is_file():
+            raise VideoLoadError(f"cannot read video {what}: no such file")
+        if p.stat().st_size == 0:
+            raise VideoLoadError(f"cannot read video {what}: the file is empty")
+        opened = str(p)
     try:
-        return av.open(str(p), "r")
+        return av.open(opened, "r")
     except av.FFmpegError as e:
         raise VideoLoadError(f"cannot read video {what}: not a video FFmpeg can open, or the "
                              f"file is damaged or incomplete ({_reason(e)})") from None
@@ -143,13 +151,15 @@ def _video_stream(container, what: str):
     return stream
 
 
-def probe_video(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> VideoInfo:
+def probe_video(source: str | os.PathLike | bytes, limits: VideoLimits = VideoLimits()
+                ) -> VideoInfo:
     """The video's size, rotation, rate, duration and frame count, checked against ``limits``
-    (decodes the first frame to read the rotation and to prove the stream decodes)."""
+    (decodes the first frame to read the rotation and to prove the stream decodes).
+    ``source``: a path, or the file's bytes."""
     import av
 
-    what = _name(path)
-    with open_container(path) as container:
+    what = described(source)
+    with open_container(source) as container:
         stream = _video_stream(container, what)
         ctx = stream.codec_context
         width, height = int(ctx.width or 0), int(ctx.height or 0)
@@ -165,7 +175,8 @@ def probe_video(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) ->
         frames = int(stream.frames or round(duration * fps))
         audio = container.streams.audio[0].codec_context.name if container.streams.audio \
             else None
-        info = VideoInfo(os.fspath(path), width, height, 0, max(frames, 1), fps, duration,
+        kept = bytes(source) if isinstance(source, (bytes, bytearray)) else os.fspath(source)
+        info = VideoInfo(kept, width, height, 0, max(frames, 1), fps, duration,
                          ctx.name, Fraction(tb), audio, end)
         _check_timing(info, limits, what)   # from the header, before decoding anything
         try:
@@ -218,10 +229,10 @@ class VideoReader:
     def __iter__(self) -> Iterator[VideoFrame]:
         import av
 
-        what = _name(self.info.path)
+        what = described(self.info.source)
         k = (self.info.rotation // 90) % 4
         step = max(1, int(round(1 / (self.info.fps * self.info.time_base))))
-        with open_container(self.info.path) as container:
+        with open_container(self.info.source) as container:
             stream = _video_stream(container, what)
             stream.thread_type = "AUTO"
             last = None

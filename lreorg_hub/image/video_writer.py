@@ -10,6 +10,7 @@ import os
 import uuid
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -32,7 +33,9 @@ class VideoWriter:
     the file appears at ``target`` only when the block ends without an error.
 
     Args:
-        target: the output file (its folder must exist).
+        target: the output file (its folder must exist), or a binary file object opened for
+            writing and seeking (MP4 goes back to its header): the caller's own atomic file
+            (``OutDir.writer``), which then answers for what an error leaves.
         info: the source video (timing, rotation, audio).
         container: "mp4" (H.264), "mkv" (H.264) or "webm" (VP9).
         audio: copy the source's first audio stream (False: no audio).
@@ -40,17 +43,21 @@ class VideoWriter:
             H.264).
     """
 
-    def __init__(self, target: str | os.PathLike, info: VideoInfo, *, container: str = "mp4",
-                 audio: bool = True, crf: int = 18):
+    def __init__(self, target: str | os.PathLike | BinaryIO, info: VideoInfo, *,
+                 container: str = "mp4", audio: bool = True, crf: int = 18):
         if container not in CONTAINERS:
             raise ValueError(f"container must be one of {', '.join(CONTAINERS)}, got "
                              f"{container!r}")
-        self.target, self.info, self.kind = Path(target), info, container
+        self.info, self.kind = info, container
         self.audio, self.crf = audio, int(crf)
         self.audio_note: str | None = None
         self.frames = 0
-        self._tmp = self.target.with_name(f".{self.target.name}.tmp-{uuid.uuid4().hex[:8]}"
-                                          f"{self.target.suffix}")
+        if isinstance(target, (str, os.PathLike)):
+            self.target = Path(target)
+            self._tmp = self.target.with_name(f".{self.target.name}.tmp-"
+                                              f"{uuid.uuid4().hex[:8]}{self.target.suffix}")
+        else:
+            self.target, self._tmp = target, None
         self._out = self._video = self._source = self._audio_in = self._audio_out = None
         self._packets = None
         self._pending = None      # the next source audio packet not yet muxed
@@ -61,8 +68,8 @@ class VideoWriter:
     def __enter__(self) -> "VideoWriter":
         import av
 
-        self._out = av.open(str(self._tmp), "w", format=_FORMATS[self.kind],
-                            options={"fflags": "+bitexact"})
+        self._out = av.open(str(self._tmp) if self._tmp is not None else self.target, "w",
+                            format=_FORMATS[self.kind], options={"fflags": "+bitexact"})
         try:
             self._add_video()
             if self.audio and self.info.audio is not None:
@@ -81,7 +88,8 @@ class VideoWriter:
         except BaseException:
             self._abort()
             raise
-        os.replace(self._tmp, self.target)
+        if self._tmp is not None:
+            os.replace(self._tmp, self.target)
 
     # -- streams -----------------------------------------------------------------------------
     def _add_video(self) -> None:
@@ -104,7 +112,7 @@ class VideoWriter:
         self._video = stream
 
     def _add_audio(self) -> None:
-        self._source = open_container(self.info.path)
+        self._source = open_container(self.info.source)
         self._audio_in = self._source.streams.audio[0]
         allowed = CONTAINERS[self.kind][1]
         name = self._audio_in.codec_context.name
@@ -201,4 +209,5 @@ class VideoWriter:
             self._close()
         except Exception:  # the temporary file goes whatever state the muxer is in
             pass
-        self._tmp.unlink(missing_ok=True)
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)

@@ -21,6 +21,7 @@ from .rng import categorical, fresh_generator, randint, randperm, uniform
 __all__ = ["GroupDraw", "kmeans", "IdentityAnonymizer", "AttributeAnonymizer",
            "LaplaceIdentityAnonymizer", "KAnonymityIdentityAnonymizer"]
 
+
 def _flat(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # also for 0 rows
 
@@ -158,6 +159,25 @@ class IdentityAnonymizer(_FittedModule):
             order = randperm(idx.numel(), generator, device=idx.device)
             picks.append(idx[order[: int(quota[j])]])
         return torch.cat(picks)
+
+    def state_problems(self) -> list[str]:
+        """Loaded state that cannot be right: a member naming a group that does not exist, or
+        a group without members (the draw would then return one member for every input)."""
+        if not bool(self.fitted):
+            return []
+        groups = self.member_group
+        problems = []
+        bad = (groups < 0) | (groups >= self.num_groups)
+        if bool(bad.any()):
+            problems.append(f"member_group holds {int(bad.sum())} group index(es) outside "
+                            f"0..{self.num_groups - 1} (e.g. {int(groups[bad][0])})")
+        else:
+            empty = torch.bincount(groups, minlength=self.num_groups) == 0
+            if bool(empty.any()):
+                problems.append(f"member_group leaves {int(empty.sum())} of {self.num_groups} "
+                                f"group(s) without members (e.g. group "
+                                f"{int(torch.nonzero(empty)[0])})")
+        return problems
 
     # -- the mechanism ------------------------------------------------------------------------
     def distances(self, f: Tensor) -> Tensor:

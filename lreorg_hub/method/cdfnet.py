@@ -10,7 +10,6 @@ from __future__ import annotations
 
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
 from .rng import fresh_generator
@@ -108,8 +107,7 @@ class DisentangleBlock(nn.Module):
         return a1, a2
 
 
-class CDFNet(nn.Module, PyTorchModelHubMixin,
-             library_name="lreorg-hub", license="mit", tags=["lreorg", "invertible-network"]):
+class CDFNet(nn.Module):
     """Conditional invertible network over StyleGAN W+ codes.
 
     The same weights act on each of the ``num_rows`` rows of a W+ code; a learned row embedding
@@ -136,6 +134,9 @@ class CDFNet(nn.Module, PyTorchModelHubMixin,
         if dense_layers < 0 or not clamp > 0:
             raise ValueError("dense_layers must be >= 0 and clamp > 0")
         self.latent_dim, self.num_rows, self.cond_dim = latent_dim, num_rows, cond_dim
+        self._config = dict(latent_dim=latent_dim, num_rows=num_rows, cond_dim=cond_dim,
+                            num_blocks=num_blocks, hidden_dim=hidden_dim,
+                            dense_growth=dense_growth, dense_layers=dense_layers, clamp=clamp)
         # Built on the meta device so torch's layer init never draws from the global RNG,
         # then materialised where the caller builds (the default device, or meta again) and
         # initialised by reset_parameters from OS entropy (the one randomness policy).
@@ -221,10 +222,5 @@ class CDFNet(nn.Module, PyTorchModelHubMixin,
 
     @property
     def config(self) -> dict:
-        return dict(self._hub_mixin_config)
-
-    @classmethod
-    def _from_pretrained(cls, *, map_location="cpu", strict: bool = True, **kwargs):
-        # The mixin loads non-strictly by default and leaves parameters on the CPU.
-        model = super()._from_pretrained(map_location=map_location, strict=strict, **kwargs)
-        return model.to(map_location)
+        """The constructor arguments (stored in the bundle's config.json under "cdfnet")."""
+        return dict(self._config)

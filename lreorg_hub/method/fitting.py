@@ -16,6 +16,7 @@ from . import keywords as kw
 __all__ = ["SyntheticCodesError", "check_synthetic_codes", "fit_identity_anonymizer",
            "fit_attribute_anonymizer"]
 
+
 class SyntheticCodesError(ValueError):
     """Codes that are not mapping-network samples were given for a published member bank."""
 

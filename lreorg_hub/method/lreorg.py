@@ -369,6 +369,8 @@ class LReOrgModule(nn.Module):
         results = []
         rows = [samples * n for n in counts]
         for i, ((_, seed_kept, seed_source), n) in enumerate(zip(generators, counts)):
+            if not uses_budget and seed_source == "os-entropy":
+                seed_source = "none"  # k-anonymity / KAA only: no coin was drawn
             record = PrivacyRecord(
                 method="lreorg" if replaced in ("gia", "none") else replaced,
                 anonymize=list(k1), recover=list(k2), identity=replaced,

@@ -15,8 +15,8 @@ import torch
 
 from .checks import SEED_MAX, check_seed
 
-__all__ = ["SEED_MAX", "SecretSeed", "derive_seed", "make_generator", "fresh_generator", "uniform", "normal",
-           "randint", "randperm", "categorical"]
+__all__ = ["SEED_MAX", "SecretSeed", "derive_secret", "derive_seed", "make_generator",
+           "fresh_generator", "uniform", "normal", "randint", "randperm", "categorical"]
 
 
 class SecretSeed(int):
@@ -33,12 +33,19 @@ class SecretSeed(int):
     __str__ = __repr__
 
 
+def derive_secret(secret: bytes, label: str, context: bytes = b"") -> bytes:
+    """HMAC-SHA256(secret, context ‖ label): a 32-byte secret of its own for ``label`` (a
+    dataset item, a video's track), reproducible only by whoever keeps ``secret``. The one
+    derivation rule: :func:`derive_seed` is its first 63 bits."""
+    return hmac.new(secret, context + label.encode("utf-8", "surrogatepass"),
+                    hashlib.sha256).digest()
+
+
 def derive_seed(secret: bytes, label: str, context: bytes = b"") -> SecretSeed:
-    """The 63-bit seed HMAC-SHA256(secret, context ‖ label) (first 8 bytes), as a
-    :class:`SecretSeed`: reproducible by whoever keeps ``secret``, unpredictable and never
-    recorded for anyone else (a dataset item's coins, a video track's coins)."""
-    digest = hmac.new(secret, context + label.encode("utf-8"), hashlib.sha256).digest()
-    return SecretSeed(int.from_bytes(digest[:8], "big") >> 1)
+    """The 63-bit seed of :func:`derive_secret` (its first 8 bytes), as a :class:`SecretSeed`:
+    reproducible by whoever keeps ``secret``, unpredictable and never recorded for anyone
+    else (a dataset item's coins, a video track's coins)."""
+    return SecretSeed(int.from_bytes(derive_secret(secret, label, context)[:8], "big") >> 1)
 
 
 def fresh_generator() -> torch.Generator:

@@ -7,6 +7,7 @@ import torch
 
 __all__ = ["check_device", "auto_device"]
 
+
 def auto_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

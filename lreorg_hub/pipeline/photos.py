@@ -28,6 +28,7 @@ from .runner import protect_photos
 
 __all__ = ["LReOrgPipeline"]
 
+
 class LReOrgPipeline:
     """Every way of protecting a face (``methods.METHODS``), on photos.
 
@@ -262,8 +263,9 @@ class LReOrgPipeline:
     def anonymize_video(self, src, dst, options: ProtectOptions | None = None, *,
                         video=None, secret: bytes | None = None, progress=None, on_frame=None,
                         **option_kwargs):
-        """Anonymize the clip ``src`` into ``dst`` (MP4 / H.264 by default, written
-        atomically), one identity draw per track: see ``lreorg_hub.pipeline.video``.
+        """Anonymize the clip ``src`` (a path, or its bytes) into ``dst`` (a path, MP4 / H.264
+        by default, written atomically; or a binary file object the caller made atomic), one
+        identity draw per track: see ``lreorg_hub.pipeline.video``.
 
         video: a ``VideoOptions`` (detect_every, draw, audio, container, limits, …).
         Options as in ``__call__`` (samples must be 1). Returns a ``VideoResult`` (output path,

@@ -21,8 +21,12 @@ covered by the fallback at its predicted box; the record counts those frames.
 
 The run's secret is drawn from OS entropy and never written, unless the user typed a seed
 (the secret is then derived from it, and the record keeps the seed with its warning) or the
-caller passes one (a dataset run: HMAC of its key and the video's id; the record says
-"derived").
+caller passes one (a dataset run: the clip's item secret, HMAC of its key, the run's salt and
+the clip's id, ``dataset.keys.item_secret``; the record says "derived").
+
+The clip comes from a path or from its bytes in memory; it goes to a path (written
+atomically) or into a file object the caller opened (``OutDir.writer``: the caller's own
+atomic file).
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ import secrets
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import torch
 
+from ..image.names import described
 from ..image.video import VideoFrame, VideoLimits, VideoReader, probe_video
 from ..image.video_writer import CONTAINERS, VideoWriter
 from ..method.rng import derive_seed
@@ -46,7 +51,7 @@ from .methods import LatentMethod
 from .options import ProtectOptions
 from .results import StageTimer
 from .tracking import DETECTED, Tracker, TrackerSettings
-from .video_record import TrackStats, video_record
+from .video_record import TrackStats, track_diagnostics, video_record
 
 __all__ = ["DRAWS", "VideoOptions", "VideoResult", "anonymize_video", "run_secret",
            "check_video_options", "base_record"]
@@ -93,10 +98,11 @@ class VideoOptions:
 
 @dataclass
 class VideoResult:
-    """One clip, anonymized: where it was written, its public record (the per-video summary
-    is ``record.extra["video"]``), and the stage timings."""
+    """One clip, anonymized: where it was written (None: into the caller's file object), its
+    public record (the per-video summary is ``record.extra["video"]``), and the stage
+    timings."""
 
-    path: Path
+    path: Path | None
     record: PrivacyRecord
     frames: int
     size: tuple[int, int]
@@ -105,6 +111,12 @@ class VideoResult:
     timings: dict[str, float]
     #: private: each frame's tracked faces (boxes, landmarks), for evaluation; never published
     faces: list = field(default_factory=list, repr=False)
+
+    @property
+    def diagnostics(self) -> dict:
+        """Private (the ``--private-log``, never published): per track its frames, where it
+        was first seen and the detector's scores (``video_record.track_diagnostics``)."""
+        return track_diagnostics(self.faces)
 
     def to_dict(self) -> dict:
         """What a run writes next to the clip: its size, frame count and the public record."""
@@ -135,12 +147,14 @@ def check_video_options(pipe, options: ProtectOptions | None) -> ProtectOptions:
 
 
 @torch.inference_mode()
-def anonymize_video(pipe, src: str | os.PathLike, dst: str | os.PathLike,
+def anonymize_video(pipe, src: str | os.PathLike | bytes, dst: str | os.PathLike | BinaryIO,
                     options: ProtectOptions | None = None,
                     video: VideoOptions = VideoOptions(), *, secret: bytes | None = None,
                     progress: Callable[[str, int, int], None] | None = None,
                     on_frame: Callable[[int, object], None] | None = None) -> VideoResult:
-    """Anonymize the clip ``src`` into ``dst`` (written atomically; its folder must exist).
+    """Anonymize the clip ``src`` (a path, or the file's bytes) into ``dst`` (a path, written
+    atomically, its folder must exist; or a binary file object opened for writing and
+    seeking, whose atomicity is the caller's).
 
     secret: the run's secret when the caller keeps one (per-track coins are HMAC(secret,
     track id); the record says "derived"); default: OS entropy, or the typed seed.
@@ -199,7 +213,8 @@ def anonymize_video(pipe, src: str | os.PathLike, dst: str | os.PathLike,
                      crf=video.crf) as writer:
         for batch in _batches(VideoReader(info), video.batch_frames):
             if batch[-1].index >= len(plan):
-                raise ValueError(f"{src}: the second reading gave more frames than the first")
+                raise ValueError(f"{described(src)}: the second reading gave more frames than "
+                                 f"the first")
             faces = [plan[f.index] for f in batch]
             seeds = None
             if draws and video.draw == "per-frame":
@@ -219,8 +234,8 @@ def anonymize_video(pipe, src: str | os.PathLike, dst: str | os.PathLike,
             if progress is not None:
                 progress("generate", batch[-1].index + 1, len(plan))
         if writer.frames != len(plan):
-            raise ValueError(f"{src}: the second reading gave {writer.frames} frames, the "
-                             f"first {len(plan)}")
+            raise ValueError(f"{described(src)}: the second reading gave {writer.frames} "
+                             f"frames, the first {len(plan)}")
     for t in stats.values():
         t.draws = (1 if identities and t.track in identities else 0) if \
             video.draw == "per-track" else t.fates["regenerated"]
@@ -231,8 +246,9 @@ def anonymize_video(pipe, src: str | os.PathLike, dst: str | os.PathLike,
                           draw=video.draw, draws_identity=draws, seed=seed_kept,
                           seed_source=source, detect_every=video.detect_every,
                           covered_rule=missed_rule(opts), audio_note=writer.audio_note)
-    return VideoResult(Path(dst), record, len(plan), info.size, info.fps,
-                       time.perf_counter() - start, timer.timings, plan)
+    return VideoResult(Path(dst) if isinstance(dst, (str, os.PathLike)) else None, record,
+                       len(plan), info.size, info.fps, time.perf_counter() - start,
+                       timer.timings, plan)
 
 
 def base_record(pipe, runner, opts: ProtectOptions) -> PrivacyRecord:

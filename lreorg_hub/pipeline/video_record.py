@@ -2,8 +2,9 @@
 ``to_dict``), completed with what a clip adds (SPEC §9): tracks, frames per track, draws and ε
 per track and in total, what a split track costs, and the frames covered by the fallback.
 
-Nothing here can single out the input: no boxes, no scores, no timestamps beyond frame
-numbers, no seed unless the user typed it.
+Nothing in the record can single out the input: no boxes, no scores, no timestamps beyond
+frame numbers, no seed unless the user typed it. What it leaves out (each track's first box,
+the detector's scores) is :func:`track_diagnostics`, for the private log only.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from dataclasses import dataclass, field, replace
 
 from ..privacy import PrivacyRecord
 from .frames import (COVERED_MISSED, COVERED_SMALL, COVERED_UNDRAWN, OBFUSCATED, REGENERATED)
+from .tracking import DETECTED
 
-__all__ = ["TrackStats", "video_record", "PER_FRAME_WARNING", "SPLIT_TRACK_NOTE"]
+__all__ = ["TrackStats", "video_record", "track_diagnostics", "PER_FRAME_WARNING",
+           "SPLIT_TRACK_NOTE"]
 
 PER_FRAME_WARNING = ("Per-frame draws (--draw per-frame) are an ablation: every frame of a face "
                      "is a fresh identity draw, so the identity flickers and a face shown in n "
@@ -120,3 +123,24 @@ def _composition(record: PrivacyRecord, tracks, summary: dict, covered: int) -> 
         parts.append(f"{covered} face-frame(s) without a usable face (missed by the detector, "
                      f"too small, or not drawn) were covered by {summary['covered_by']}.")
     return " ".join(p for p in parts if p)
+
+
+def track_diagnostics(plan: list) -> dict:
+    """Private: per track (from each frame's tracked faces), its first and last frame, its box
+    where it was first seen, how often the detector saw it and with which scores."""
+    tracks: dict[int, dict] = {}
+    for index, faces in enumerate(plan):
+        for face in faces:
+            t = tracks.setdefault(face.track, {
+                "track": face.track, "first_frame": index,
+                "first_box": [round(float(v), 1) for v in face.box], "detected": 0,
+                "scores": []})
+            t["last_frame"] = index
+            if face.state == DETECTED:
+                t["detected"] += 1
+                t["scores"].append(float(face.score or 0.0))
+    for t in tracks.values():
+        scores = t.pop("scores")
+        t["min_score"] = round(min(scores), 4) if scores else None
+        t["mean_score"] = round(sum(scores) / len(scores), 4) if scores else None
+    return {"tracks": [tracks[k] for k in sorted(tracks)]}

@@ -21,9 +21,18 @@ open_clip, facenet-pytorch. Used by training and evaluation, and by the app for 
 similarity; inference needs neither (keyword embeddings are stored in the bundle).
 """
 
-from .clip import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, KeywordEncoder
-from .facenet import FACENET_WEIGHTS, FFHQ_FACE_CROP, IdentityEncoder
-from .weights import WeightsUnavailableError
+from __future__ import annotations
 
-__all__ = ["WeightsUnavailableError", "KeywordEncoder", "IdentityEncoder", "DEFAULT_CLIP_MODEL",
-           "DEFAULT_CLIP_PRETRAINED", "FACENET_WEIGHTS", "FFHQ_FACE_CROP"]
+import importlib
+
+_EXPORTS = {"KeywordEncoder": "clip", "IdentityEncoder": "facenet",
+            "WeightsUnavailableError": "weights", "DEFAULT_CLIP_MODEL": "defaults",
+            "DEFAULT_CLIP_PRETRAINED": "defaults", "DEFAULT_APR_CLIP": "defaults",
+            "FACENET_WEIGHTS": "defaults", "FFHQ_FACE_CROP": "defaults"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):  # lazy: `lreorg_hub.scorers.defaults` needs no torch
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,15 +14,12 @@ import torch.nn.functional as F
 from ..method.keywords import Keyword, get as get_keyword
 from .weights import ImagesLike, WeightsUnavailableError, _as_batch, _freeze, _hub_offline
 
-__all__ = ["KeywordEncoder", "DEFAULT_CLIP_MODEL", "DEFAULT_CLIP_PRETRAINED"]
+from .defaults import DEFAULT_APR_CLIP, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
+
+__all__ = ["KeywordEncoder", "DEFAULT_CLIP_MODEL", "DEFAULT_CLIP_PRETRAINED",
+           "DEFAULT_APR_CLIP"]
 
 KeywordLike = Union[str, Keyword]
-
-#: open_clip has no "default" tag; this is the LAION-2B ViT-B-32 checkpoint its README leads with.
-DEFAULT_CLIP_MODEL = "ViT-B-32"
-
-
-DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 
 
 class KeywordEncoder(nn.Module):

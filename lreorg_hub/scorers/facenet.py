@@ -12,18 +12,9 @@ import torch.nn.functional as F
 
 from .weights import ImagesLike, WeightsUnavailableError, _as_batch, _freeze, _hub_offline, _torch_home
 
+from .defaults import FACENET_WEIGHTS, FFHQ_FACE_CROP
+
 __all__ = ["IdentityEncoder", "FACENET_WEIGHTS", "FFHQ_FACE_CROP"]
-
-#: facenet-pytorch's published weights (the same URLs its own loader uses).
-FACENET_WEIGHTS = {
-    "vggface2": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
-    "casia-webface": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt",
-}
-
-
-#: The inner face box (left, top, right, bottom, fractions of the side) of an FFHQ-aligned crop,
-#: the region pSp's identity loss crops (pixels 32:220 × 35:223 of 256) before a face recognizer.
-FFHQ_FACE_CROP = (32 / 256, 35 / 256, 220 / 256, 223 / 256)
 
 
 class IdentityEncoder(nn.Module):

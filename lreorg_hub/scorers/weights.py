@@ -16,6 +16,7 @@ __all__ = ["WeightsUnavailableError", "ImagesLike"]
 
 ImagesLike = Union[torch.Tensor, Image.Image, Sequence[Image.Image]]
 
+
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights are needed but cannot be found locally or downloaded."""
 

@@ -14,12 +14,14 @@ from ..image.io import ImageLoadError, ImageTooLargeError, load_image
 from ..method import keywords as kw
 from ..pipeline.options import ProtectOptions
 from ..pipeline.registry import METHODS
-from .text import METHOD_LABELS, RequestError, _sentence
+from .text import (METHOD_LABELS, RequestError, _sentence, budget_sentence,
+                   page_sentence)
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-__all__ = ["parse_seed", "options_from_form", "check_options", "read_photo"]
+__all__ = ["parse_seed", "options_from_form", "check_options", "read_photo", "spent_budget",
+           "budget"]
 
 
 def parse_seed(value) -> int | None:
@@ -84,12 +86,34 @@ def check_options(runtime: "Runtime", options: ProtectOptions) -> ProtectOptions
         label = METHOD_LABELS.get(options.method)
         raise RequestError(
             f"The method {options.method!r} cannot run here: " + (
-                "it needs weights that are not loaded (see the banner)." if label else
+                "it needs model weights that are not loaded here." if label else
                 f"choose one of {', '.join(runtime.methods)}."))
     try:
         return runtime.pipeline.check(options, limits=runtime.limits)
     except ValueError as exc:
-        raise RequestError(_sentence(str(exc))) from None
+        raise RequestError(page_sentence(str(exc), runtime.limits.max_epsilon,
+                                         runtime.limits.max_samples)) from None
+
+
+def spent_budget(runtime: "Runtime", options: ProtectOptions) -> float | None:
+    """The privacy budget that checked ``options`` will spend on one photo: k·ε for the
+    methods with an ε-DP identity draw when identity is anonymized, else None (what the
+    record's ``epsilon_total`` says after the run)."""
+    anonymize = kw.DEFAULT_ANONYMIZE if options.anonymize is None else \
+        kw.parse_list(options.anonymize)
+    if not METHODS[options.method].uses_epsilon or kw.IDENTITY not in anonymize:
+        return None
+    eps = runtime.default_epsilon if options.epsilon is None else options.epsilon
+    return (options.samples or 1) * eps
+
+
+def budget(runtime: "Runtime", method, anonymize, epsilon, samples) -> str:
+    """The total privacy budget a choice will spend, in words; the choice is checked by the
+    library like a request (a budget that is not a number, or out of range, is refused)."""
+    options = check_options(runtime, options_from_form(runtime, method, anonymize, (),
+                                                       epsilon, samples=samples))
+    return budget_sentence(spent_budget(runtime, options), options.epsilon,
+                           options.samples or 1)
 
 
 def read_photo(data: bytes | None, max_pixels: int) -> Image.Image:
@@ -110,5 +134,15 @@ def read_photo(data: bytes | None, max_pixels: int) -> Image.Image:
         if isinstance(exc.__cause__, UnidentifiedImageError):
             raise RequestError("This file is not an image that can be read (use JPEG, PNG or "
                                "WebP).") from None
+        if exc.__cause__ is None:  # the library's own refusal (e.g. "has N frames")
+            raise RequestError(_about_the_photo(str(exc))) from None
         raise RequestError("This image file is damaged or incomplete (for example truncated) "
                            "and cannot be decoded.") from None
+
+
+def _about_the_photo(message: str) -> str:
+    """The library names an in-memory source "image <N bytes in memory>"; the page says
+    "This photo"."""
+    if message.startswith("image <") and ">" in message:
+        message = "This photo" + message[message.index(">") + 1:]
+    return _sentence(message)

@@ -23,6 +23,7 @@ __all__ = ["ServingConfig", "Runtime", "load_runtime"]
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class ServingConfig:
     """Where the weights come from (flags / environment variables of ``app.py``).
@@ -98,28 +99,46 @@ class Runtime:
         return 16
 
     def keyword_choices(self, method: str) -> tuple[list[str], list[str], dict[str, str]]:
-        """What ``method`` can anonymize / recover here, and why the others cannot."""
+        """What ``method`` can anonymize / keep here, and why the others cannot. Identity is
+        never offered to keep: keeping it would undo the anonymization."""
         if method not in self.methods or method in BASELINES:
             label = METHOD_LABELS.get(method, method)
             return [], [], {n: f"{label} obfuscates the whole face" for n in kw.KEYWORDS}
         support = self.pipeline.keywords(method)
-        return list(support.anonymize), list(support.recover), dict(support.unavailable)
+        return (list(support.anonymize), [k for k in support.recover if k != kw.IDENTITY],
+                dict(support.unavailable))
 
-    def banner(self) -> str:
-        """Markdown: what runs, and (when something is missing) how to provide it."""
+    def summary(self) -> str:
+        """One sentence for the page: what this app can and cannot do with these weights."""
         if self.demo:
-            head = ("**Demo weights: the faces come from small random-weight networks**, built "
-                    "offline through the real classes (StyleGAN2, e4e, CDFNet). They show "
-                    "that every step runs; they do not look like faces.")
+            return ("This demo runs small untrained networks: every step works, but the new "
+                    "faces will not look like real faces.")
+        if self.mode == "lreorg":
+            return ("Faces are replaced by synthetic ones that can keep the attributes you "
+                    "choose; nothing outside the faces (hair, clothes, background) is changed.")
+        if self.mode == "style-mix":
+            return ("Faces can be replaced by synthetic ones (style-mix) or blurred, pixelated "
+                    "or masked; keeping chosen attributes needs a trained model that is not "
+                    "loaded here.")
+        return ("Faces can only be blurred, pixelated or masked here; replacing them needs "
+                "model weights that are not loaded.")
+
+    def console_banner(self) -> str:
+        """For the operator (console, logs): which weights run, what is missing and how to
+        provide it. Never shown on the page."""
+        if self.demo:
+            head = ("WEIGHTS ARE RANDOM (--demo): small random-weight StyleGAN2, e4e and CDFNet "
+                    "built offline through the real classes; every step runs, the faces do not "
+                    "look real.")
         elif self.mode == "lreorg":
-            head = "**LReOrg** runs with the loaded bundle and backbone."
+            head = "LReOrg runs with the loaded bundle and backbone."
         elif self.mode == "style-mix":
-            head = ("**style-mix (training-free baseline)** runs: the backbone loaded, but no "
+            head = ("style-mix (training-free baseline) runs: the backbone loaded, but no "
                     "trained LReOrg bundle.")
         else:
-            head = ("**Classical baselines only (blur, pixelate, mask)**: no backbone or bundle "
+            head = ("Classical baselines only (blur, pixelate, mask): no backbone or bundle "
                     "could be loaded, so the latent methods are off.")
-        lines = [head, "", "Methods available: " + ", ".join(self.methods) + "."]
+        lines = [head, "Methods available: " + ", ".join(self.methods) + "."]
         lines += [f"- {n}" for n in self.notes]
         if self.identity_note:
             lines.append(f"- {self.identity_note}")

@@ -1,6 +1,11 @@
 """The app's Video tab without Gradio: the clip limits stated on the page, the upload checked
-against them, anonymized (one identity draw per track) into a file inside the app's own cache
-folder (so Gradio serves it and its ``delete_cache`` removes it), and its record in words.
+against them, anonymized (one new face per person followed through the clip) into a file in
+the app's temporary folder, and its record in a visitor's words.
+
+The clip arrives as bytes: the app reads the upload once and deletes it (``files``), exactly
+as for a photo, so the clip is decoded from memory and never read from a file again. The
+result is an MP4 file that the app hands to ``VisitorFiles.add_result``, so that it is
+deleted on the results' schedule.
 
 Layer 4 (beside the rest of ``serving``): the pipeline and below, never Gradio.
 """
@@ -14,13 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..image.video import VideoLimits, VideoLoadError, probe_video
+from ..method import keywords as kw
+from ..pipeline.registry import METHODS
 from ..pipeline.video import VideoOptions, check_video_options
+from .form import method_form
 from .requests import check_options, options_from_form
 from .runtime import Runtime
-from .text import RequestError, _sentence, describe_record
+from .text import (SHORT_NAMES, RequestError, _number, _sentence, page_sentence, record_details,
+                   seed_sentence)
 
 __all__ = ["ClipLimits", "CLIP_LIMITS", "ClipResult", "check_clip", "clip_gpu_seconds",
-           "protect_clip", "describe_clip", "stream_options"]
+           "protect_clip", "clip_summary", "stream_options"]
 
 
 @dataclass(frozen=True)
@@ -52,27 +61,28 @@ GPU_SECONDS_PER_FRAME, GPU_SECONDS_FIXED = 0.15, 20
 
 @dataclass
 class ClipResult:
-    path: str          # the anonymized clip, inside the app's cache folder
+    path: str          # the anonymized clip, in the app's temporary folder
     record: dict       # the public record (record["extra"]["video"]: the per-video summary)
-    text: str          # the record in words
+    summary: str       # the record in a visitor's words
+    details: str       # its technical side (for the page's fold)
     frames: int
     seconds: float
 
 
-def check_clip(path: str | Path | None, limits: ClipLimits = CLIP_LIMITS):
+def check_clip(clip: bytes | None, limits: ClipLimits = CLIP_LIMITS):
     """The upload's header against the page's limits, one sentence per refusal."""
-    if path is None:
+    if clip is None:
         raise RequestError("Please upload a video clip first.")
     try:
-        return probe_video(path, limits.video_limits())
+        return probe_video(clip, limits.video_limits())
     except VideoLoadError as exc:
         raise RequestError(_clip_message(str(exc), limits)) from None
 
 
 def _clip_message(text: str, limits: ClipLimits) -> str:
-    """The library's sentence in the page's words, without the server's file path."""
-    if "lasts" in text:
-        seconds = text.split("lasts ", 1)[1].split(" s", 1)[0]
+    """The library's sentence in the page's words (it names no file: the clip is bytes)."""
+    if " lasts " in text:
+        seconds = text.split(" lasts ", 1)[1].split(" s", 1)[0]
         return (f"This clip lasts {seconds} s; this page takes clips of at most "
                 f"{limits.max_seconds:g} s. Cut it and try again.")
     if "pixels per frame" in text or "frame sides" in text:
@@ -81,32 +91,33 @@ def _clip_message(text: str, limits: ClipLimits) -> str:
     if "frames per second" in text:
         return (f"This clip's frame rate is outside what this page takes (up to "
                 f"{limits.max_fps:g} frames per second).")
-    reason = text.split("': ", 1)[1] if "': " in text else text
+    reason = text.split(">: ", 1)[1] if ">: " in text else text
     if reason == "the file is empty":
         return "The uploaded file is empty."
     return _sentence(f"This file cannot be used as a video: {reason}")
 
 
-def clip_gpu_seconds(path, limits: ClipLimits = CLIP_LIMITS) -> int:
+def clip_gpu_seconds(clip, limits: ClipLimits = CLIP_LIMITS) -> int:
     """ZeroGPU duration for one clip, from its frame count (a bad clip: the fixed part; it
     is refused before any GPU work)."""
     try:
-        frames = probe_video(path, limits.video_limits()).frames
+        frames = probe_video(clip, limits.video_limits()).frames
     except (VideoLoadError, OSError, TypeError):
         return GPU_SECONDS_FIXED
     return int(GPU_SECONDS_FIXED + math.ceil(frames * GPU_SECONDS_PER_FRAME))
 
 
-def protect_clip(runtime: Runtime, path, options, out_dir: str | Path, progress=None,
-                 limits: ClipLimits = CLIP_LIMITS) -> ClipResult:
-    """Anonymize one uploaded clip into ``out_dir`` (the app's cache folder); options are
-    the form's, checked here for a video."""
+def protect_clip(runtime: Runtime, clip: bytes | None, options, out_dir: str | Path,
+                 progress=None, limits: ClipLimits = CLIP_LIMITS) -> ClipResult:
+    """Anonymize one uploaded clip (its bytes) into a new folder of ``out_dir`` (the app's
+    temporary folder); options are the form's, checked here for a video."""
     options = check_options(runtime, options)
     try:
         options = check_video_options(runtime.pipeline, options)
     except ValueError as exc:
-        raise RequestError(_sentence(str(exc))) from None
-    check_clip(path, limits)
+        raise RequestError(page_sentence(str(exc), runtime.limits.max_epsilon,
+                                         runtime.limits.max_samples)) from None
+    check_clip(clip, limits)
     folder = Path(out_dir) / f"lreorg-video-{uuid.uuid4().hex}"
     folder.mkdir(parents=True)
     target = folder / "anonymized.mp4"
@@ -115,12 +126,12 @@ def protect_clip(runtime: Runtime, path, options, out_dir: str | Path, progress=
     def report(phase: str, done: int, total: int) -> None:
         if progress is not None:
             half = 0.5 if phase == "generate" else 0.0
-            label = "finding and tracking faces" if phase == "track" else "anonymizing frames"
+            label = "finding and following faces" if phase == "track" else "replacing faces"
             progress(half + 0.5 * min(done / max(total, 1), 1.0), desc=label)
 
     try:
         result = runtime.pipeline.anonymize_video(
-            path, target, options, video=VideoOptions(limits=limits.video_limits()),
+            clip, target, options, video=VideoOptions(limits=limits.video_limits()),
             progress=report)
     except VideoLoadError as exc:
         folder.rmdir()
@@ -129,26 +140,46 @@ def protect_clip(runtime: Runtime, path, options, out_dir: str | Path, progress=
         folder.rmdir()   # the writer removed its temporary file
         raise
     record = result.record.to_dict()
-    return ClipResult(str(target), record, describe_clip(record), result.frames,
-                      time.perf_counter() - start)
+    return ClipResult(str(target), record, clip_summary(record), record_details(record),
+                      result.frames, time.perf_counter() - start)
 
 
 def stream_options(runtime: Runtime, method: str, epsilon=None):
-    """The Video and Webcam tabs' options: identity replaced once per tracked face (ε), and
-    for the bundle's methods the paper's attributes recovered from each frame; the image
-    baselines take none of these (``options_from_form`` drops them)."""
-    from ..method import keywords as kw
-    from ..pipeline.registry import METHODS
-
-    info = METHODS.get(method)
-    recover = tuple(k for k in kw.DEFAULT_RECOVER if k in runtime.recoverable) \
-        if info is not None and info.needs == "bundle" else ()
+    """The Video and Webcam tabs' options: identity replaced once per face followed, and what
+    the Anonymize tab keeps by default for this method; the image baselines take none of
+    these (``options_from_form`` drops them)."""
+    if method not in runtime.methods:
+        return options_from_form(runtime, method)   # its one sentence
+    recover = method_form(runtime, method).recover_value
     return options_from_form(runtime, method, (kw.IDENTITY,), recover, epsilon)
 
 
-def describe_clip(record: dict) -> str:
-    """The record in words, with what the clip adds (tracks, draws, covered frames)."""
-    text = describe_record(record)
-    if record.get("epsilon") is None and record.get("composition"):
-        text += f"\n\n**Clip:** {record['composition']}"
-    return text
+def clip_summary(record: dict) -> str:
+    """A clip's public record in a visitor's words (the technical side: ``record_details``)."""
+    video = record["extra"]["video"]
+    method = record.get("method", "?")
+    name = SHORT_NAMES.get(method, method)
+    faces = f"{video['tracks']} face(s) followed through {video['frames']} frames"
+    if METHODS.get(method) is not None and METHODS[method].kind == "image":
+        lines = [f"**Done:** {faces}, each covered in every frame ({name})."]
+    else:
+        lines = [f"**Replaced:** {faces}; each got one new face ({name}), the same in every "
+                 f"frame, with the pose and expression of each frame."]
+    if record.get("recover"):
+        lines.append(f"**Kept from your clip:** {', '.join(record['recover'])}.")
+    if video["face_frames_covered"]:
+        lines.append(f"**Covered instead:** {video['face_frames_covered']} time(s) a face was "
+                     f"missed for a moment or too small to replace, it was covered by "
+                     f"{video['covered_by']}.")
+    per_face = video["epsilon_per_draw"]
+    if per_face is None:
+        lines.append(f"**Privacy budget:** none used; {name} gives no formal guarantee.")
+    else:
+        lines.append(f"**Privacy budget:** {_number(per_face)} per face followed, "
+                     f"{_number(video['epsilon_all_draws'])} for the whole clip. Someone who "
+                     f"leaves the picture and comes back counts as a new face, so twice.")
+    if seed_sentence(record):
+        lines.append(seed_sentence(record))
+    lines.append("**Not covered:** everything outside the faces, the sound, and what you chose "
+                 "to keep.")
+    return "\n\n".join(lines)

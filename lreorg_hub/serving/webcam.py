@@ -1,7 +1,11 @@
 """The app's Webcam tab without Gradio: each streamed frame through the visitor's own
 ``LiveSession`` (a tracker, one draw per confirmed track, and a secret that lives only in the
 session state on the server: never sent to the page, never shown or written), and the frames
-per second in words.
+per second in a visitor's words.
+
+A frame arrives inside the page's message and is anonymized in memory; the web framework
+writes each anonymized frame it shows as a result file (``files``: deleted on the results'
+schedule, and all of them when the server stops).
 
 Layer 4 (beside the rest of ``serving``): the pipeline and below, never Gradio.
 """
@@ -13,7 +17,7 @@ import numpy as np
 from ..pipeline.live import LiveSession
 from .requests import check_options
 from .runtime import Runtime
-from .text import RequestError, _sentence
+from .text import RequestError, _number, page_sentence
 from .video import stream_options
 
 __all__ = ["STREAM_EVERY", "TIME_LIMIT", "MAX_FRAME_PIXELS", "webcam_frame", "webcam_text"]
@@ -42,16 +46,19 @@ def webcam_frame(runtime: Runtime, frame, session: LiveSession | None, method: s
         try:
             session = LiveSession(runtime.pipeline, options)
         except ValueError as exc:
-            raise RequestError(_sentence(str(exc))) from None
+            raise RequestError(page_sentence(str(exc), runtime.limits.max_epsilon,
+                                             runtime.limits.max_samples)) from None
     return session.process(image), session, webcam_text(session)
 
 
 def webcam_text(session: LiveSession | None) -> str:
     if session is None or session.fps is None:
-        return "Start the camera: frames are anonymized as they arrive."
+        return "Start the camera: faces are replaced as the frames arrive."
     s = session.summary()
-    budget = (f" Each tracked face is drawn once after {session.confirm_frames} frames (blurred "
-              f"until then) and spends ε = {s['epsilon_per_track']:g}; {s['tracks_drawn']} "
-              f"face(s) drawn so far." if s["epsilon_per_track"] is not None else "")
-    return (f"**{s['fps']:.1f} frames per second** processed here (frame {s['frames']})."
+    budget = (f" Each face gets its new face once it has been seen for "
+              f"{session.confirm_frames} frames (blurred until then) and keeps it while it "
+              f"stays in view; each uses a privacy budget of {_number(s['epsilon_per_track'])}"
+              f". New faces so far: {s['tracks_drawn']}."
+              if s["epsilon_per_track"] is not None else "")
+    return (f"**{s['fps']:.1f} frames per second** anonymized here (frame {s['frames']})."
             + budget)

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..scorers import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, FFHQ_FACE_CROP
-from .losses import AOSWeights, IOSWeights
+from ..scorers.defaults import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, FFHQ_FACE_CROP
+from .weights import REDUCTIONS, AOSWeights, IOSWeights
 
-__all__ = ["TrainingConfig", "RESUME_OVERRIDABLE", "parse_overrides"]
+__all__ = ["TrainingConfig", "RESUME_OVERRIDABLE", "KEY_HELP", "parse_overrides",
+           "describe_keys"]
 
 #: What a resumed run may change: how long it runs and where/how it reports, nothing that
 #: changes the arithmetic of a step (that would break the bit-for-bit continuation).
@@ -33,6 +34,12 @@ class TrainingConfig:
     identity runs the identity-oriented swap (L_IOS), any other keyword the attribute-oriented
     swap (L_AOS), with the weights ``ios_weights`` / ``aos_weights`` (the paper's by default).
 
+    Latents: ``latents = "w"`` (the paper) broadcasts one mapping-network sample w to every
+    W+ row; ``"w+"`` draws each of the L rows of a code from one of ``mixing_sources``
+    mapping samples (per-row style mixing), so training sees codes whose rows differ, as the
+    e4e codes CDFNet meets at inference do. ``loss_reduction`` is how L_f and L_r reduce over
+    the code ("mean", default, or "sum": see ``losses``).
+
     Images: I = G(s) resized to ``image_size`` (256). ``generator_output_size=256`` stops the
     generator at its 256 px block instead (much faster on a 1024 px generator, but that image
     is the coarse ToRGB sum, not a downscaled final image; off by default). ``noise_mode``
@@ -44,8 +51,8 @@ class TrainingConfig:
 
     Learning: only CDFNet learns, plus the keyword embeddings if
     ``train_keyword_embeddings``. ``mixed_precision="bf16"`` runs the frozen generator and
-    scorers under bf16 autocast (CDFNet always stays float32: its invertibility depends on
-    it); ``gradient_checkpointing`` recomputes the swapped images' generator and scorer
+    scorers under bf16 autocast and ``"fp16"`` under fp16 autocast with a gradient scaler
+    (CDFNet always stays float32: its invertibility depends on it); ``gradient_checkpointing`` recomputes the swapped images' generator and scorer
     passes in the backward pass instead of storing them.
 
     Watching: every ``log_every`` steps a CSV row (and TensorBoard if ``tensorboard``) with
@@ -69,6 +76,9 @@ class TrainingConfig:
     keywords: list[str] | None = None
     ios_weights: dict = field(default_factory=lambda: dataclasses.asdict(IOSWeights()))
     aos_weights: dict = field(default_factory=lambda: dataclasses.asdict(AOSWeights()))
+    loss_reduction: str = "mean"
+    latents: str = "w"
+    mixing_sources: int = 2
     image_size: int = 256
     generator_output_size: int | None = None
     noise_mode: str = "const"
@@ -107,9 +117,17 @@ class TrainingConfig:
             problems.append(f"lr must be > 0, got {self.lr!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             problems.append(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        if self.mixed_precision not in ("no", "bf16"):
-            problems.append(f"mixed_precision must be 'no' or 'bf16', got "
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            problems.append(f"mixed_precision must be 'no', 'bf16' or 'fp16', got "
                             f"{self.mixed_precision!r}")
+        if self.loss_reduction not in REDUCTIONS:
+            problems.append(f"loss_reduction must be one of {list(REDUCTIONS)}, got "
+                            f"{self.loss_reduction!r}")
+        if self.latents not in ("w", "w+"):
+            problems.append(f"latents must be 'w' or 'w+', got {self.latents!r}")
+        sources = self.mixing_sources
+        if isinstance(sources, bool) or not isinstance(sources, int) or sources < 2:
+            problems.append(f"mixing_sources must be an integer >= 2, got {sources!r}")
         if self.noise_mode not in ("const", "none"):
             problems.append(f"noise_mode must be 'const' or 'none' (random noise would make "
                             f"I and I' differ for reasons CDFNet cannot learn), got "
@@ -173,6 +191,51 @@ class TrainingConfig:
         # identity_encoder.image_size keeps identity_encoder.pretrained.
         merged = _deep_merge(cls().to_dict(), values)
         return cls.from_dict(apply_overrides(merged, parse_overrides(overrides)))
+
+
+#: One line per key for `lreorg train --help` and --print-config (the defaults come from the
+#: dataclass itself; tests check that every key has a line here).
+KEY_HELP = {
+    "steps": "total optimisation steps",
+    "batch_size": "latent pairs per step (global: split over processes)",
+    "lr": "Adam learning rate",
+    "betas": "Adam betas",
+    "keywords": "keywords to train (null: all of the bundle's)",
+    "ios_weights": "λ of L_IOS: identity, perceptual, latent, information",
+    "aos_weights": "α of L_AOS: identity, swap, latent, information",
+    "loss_reduction": "L_f / L_r over the code: mean (per row / per entry) or sum",
+    "latents": "w (one mapping sample per code) or w+ (rows mixed from several)",
+    "mixing_sources": "with latents = w+: mapping samples mixed per code",
+    "image_size": "I = G(s) resized to this side",
+    "generator_output_size": "stop the generator at this block (null: full size)",
+    "noise_mode": "generator noise: const or none",
+    "train_keyword_embeddings": "also learn the keyword condition vectors",
+    "init_output_std": "std of the φ/ψ output layers at the start",
+    "mixed_precision": "no, bf16 or fp16 autocast of the frozen networks",
+    "gradient_checkpointing": "recompute the swapped images' passes in backward",
+    "log_every": "steps per log row",
+    "checkpoint_every": "steps per checkpoint",
+    "keep_checkpoints": "newest checkpoints kept",
+    "heldout_size": "held-out latents for the round-trip check (pairs: half)",
+    "roundtrip_warn": "warn above this round-trip error",
+    "seed": "seed of every draw (null: OS entropy, never written)",
+    "device": "auto, cpu, cuda, cuda:1 …",
+    "out": "run folder",
+    "tensorboard": "also write TensorBoard scalars",
+    "progress": "show a progress bar",
+    "backbone": "local e4e / rosinality file (null: the bundle's Hub file)",
+    "bundle": "LReOrg constructor arguments (cdfnet sizes, keywords, backbone, …)",
+    "identity_encoder": "IdentityEncoder arguments (pretrained: null = random, tests only)",
+    "clip": "KeywordEncoder arguments (pretrained: null = random, tests only)",
+}
+
+
+def describe_keys() -> str:
+    """Every key with its default and one line of help (for --help)."""
+    lines = []
+    for key, value in TrainingConfig().to_dict().items():
+        lines.append(f"  {key} = {json.dumps(value)}\n      {KEY_HELP[key]}")
+    return "\n".join(lines)
 
 
 def parse_overrides(items: Sequence[str]) -> dict:

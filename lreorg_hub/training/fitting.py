@@ -28,6 +28,7 @@ __all__ = ["SyntheticCodesError", "check_synthetic_codes", "sample_mapping_codes
            "fit_identity_anonymizer", "fit_attribute_anonymizer", "zero_shot_labels",
            "FitReport", "fit_anonymizers"]
 
+
 @torch.no_grad()
 def sample_mapping_codes(generator, count: int, rng: torch.Generator | None = None,
                          truncation: float = 1.0) -> Tensor:

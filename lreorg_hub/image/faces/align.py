@@ -15,6 +15,7 @@ from .resample import _exact_dtype, _fade_pad, _sample_quad, lanczos_resize
 
 __all__ = ["align_faces", "align_face"]
 
+
 def _align_one(photo: torch.Tensor, landmarks: np.ndarray, output_size: int, t_size: int,
                pad: bool) -> tuple[torch.Tensor, AlignTransform]:
     dtype = _exact_dtype(photo.device)

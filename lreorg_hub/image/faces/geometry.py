@@ -9,6 +9,7 @@ import numpy as np
 
 __all__ = ["AlignTransform", "ffhq_quad"]
 
+
 @dataclass(frozen=True, eq=False)
 class AlignTransform:
     """The similarity between an aligned S×S crop and the photo it came from.

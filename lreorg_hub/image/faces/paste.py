@@ -18,6 +18,7 @@ from .resample import _exact_dtype
 
 __all__ = ["paste_mask", "paste_faces", "paste_back", "paste_back_all"]
 
+
 def _generated_to_array(generated: Image.Image | np.ndarray | torch.Tensor) -> np.ndarray:
     """Generated crop → (G, G, 3) float32 in 0..255. Tensors are (3, G, G) / (1, 3, G, G) in [-1, 1]."""
     if isinstance(generated, torch.Tensor):

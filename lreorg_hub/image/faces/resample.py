@@ -9,7 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["lanczos_resize", "exact_dtype"]
+__all__ = ["lanczos_resize"]
+
 
 def _exact_dtype(device: torch.device) -> torch.dtype:
     """float64 where the device has it: 8-bit pixels times PIL's fixed-point weights then sum
