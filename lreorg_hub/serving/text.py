@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from ..pipeline.options import STRENGTH_LIMITS
 from ..privacy import USER_SEED_WARNING
 from ..pipeline.registry import METHODS
 
-if TYPE_CHECKING:
-    from .files import FileRules
 
 __all__ = ["METHOD_LABELS", "PAGE_LABELS", "SHORT_NAMES", "PRIVACY_STATEMENT", "TECHNICAL_NOTE",
            "RequestError", "files_statement", "record_summary", "record_details",
@@ -59,7 +57,7 @@ TECHNICAL_NOTE = (
     "composition they spend k·ε.")
 
 
-def files_statement(rules: "FileRules") -> str:
+def files_statement(rules) -> str:  # a files.FileRules (not imported: files imports us)
     """Exactly what the server keeps of a visitor's photo, where, and for how long."""
     return (
         "**What this server keeps of your photo, where, and for how long.**\n\n"
