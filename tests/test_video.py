@@ -5,10 +5,8 @@ track, faces never left clear, the record per video, the per-frame ablation, see
 import json
 import re
 
-import av
 import numpy as np
 import pytest
-from PIL import Image
 
 from lreorg_hub.demo_clips import face_sprite, scene_frames, write_clip
 from lreorg_hub.image.video import VideoReader, probe_video

@@ -3,6 +3,7 @@ the duration, the rotation, the audio packets unchanged, no metadata of the inpu
 half-written, and one sentence for every bad input."""
 
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -146,7 +147,7 @@ def _zero_frames(path):
         out.mux(s.encode())
 
 
-def bad_inputs(tmp: "Path") -> dict:
+def bad_inputs(tmp: Path) -> dict:
     """name → (file, the sentence it must get): the bad inputs of the issue's table."""
     frames = [np.random.default_rng(i).integers(0, 255, (48, 64, 3), np.uint8)
               for i in range(30)]

@@ -21,7 +21,7 @@ from ..image.io import photo_tensor, to_host_once
 from . import stages
 from .methods import ImageMethod, LatentMethod
 from .options import ProtectOptions
-from .tracking import MISSED, TrackedFace
+from .tracking import TrackedFace
 
 __all__ = ["REGENERATED", "COVERED_MISSED", "COVERED_SMALL", "COVERED_UNDRAWN", "OBFUSCATED",
            "encode_faces", "render_frames", "missed_rule"]
