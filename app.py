@@ -3,8 +3,8 @@
 Thin on purpose: this file lays out the page (one builder per tab, listed in ``TABS``) and
 calls ``lreorg_hub.serving``, which runs ``LReOrgPipeline`` (the API the CLI and the tests use).
 Which weights run is decided once at start; the console banner tells the operator, the page
-tells the visitor in one sentence. What is kept of a visitor's photo, where and for how long
-is ``FILES`` (``lreorg_hub.serving.files``), applied to Gradio's files.
+tells the visitor in one sentence. What is kept of a visitor's photo or clip, where and for
+how long is ``FILES`` (``lreorg_hub.serving.files``), applied to Gradio's files.
 """
 
 # ZeroGPU: `spaces` must be imported before anything initialises CUDA; elsewhere the
@@ -30,6 +30,7 @@ from gradio.utils import get_upload_folder
 
 from lreorg_hub import serving as sv
 from lreorg_hub.pipeline.options import STRENGTH_LIMITS
+from lreorg_hub.serving import video as sv_video, webcam as sv_webcam
 from lreorg_hub.serving.flags import ENV_BACKBONE_HUB, file_rules, parse_args, serving_config
 
 logger = logging.getLogger("lreorg_hub.app")
@@ -71,6 +72,20 @@ def _compare_on_device(photo, requests):
     return _returned(sv.compare_photo, RUNTIME, photo, requests)
 
 
+def _clip_seconds(clip, options, out_dir, progress=None) -> int:
+    return sv_video.clip_gpu_seconds(clip)
+
+
+@GPU(duration=_clip_seconds)  # one call per clip, its duration from the clip's frames
+def _clip_on_device(clip, options, out_dir, progress=None):
+    return _returned(sv_video.protect_clip, RUNTIME, clip, options, out_dir, progress)
+
+
+@GPU(duration=10)
+def _webcam_on_device(frame, session, method, epsilon):
+    return _returned(sv_webcam.webcam_frame, RUNTIME, frame, session, method, epsilon)
+
+
 def _on_device(device_call, *args):
     value, error = device_call(*args)
     if error is not None:
@@ -83,8 +98,9 @@ def _on_device(device_call, *args):
 # library decodes the bytes: its pixel limit, bomb check and messages apply)
 
 
-def _photo_bytes(photo, request: gr.Request | None) -> bytes | None:
-    """The bytes of the photo an event was given (None: no photo), under FILES' rules."""
+def _photo_bytes(photo, request: gr.Request | None, clip: bool = False) -> bytes | None:
+    """The bytes of the photo (or clip) an event was given (None: none), under FILES' rules;
+    a clip is kept in memory apart from the session's photo."""
     if photo is None:
         return None
     path = photo.get("path") if isinstance(photo, dict) else photo
@@ -93,11 +109,19 @@ def _photo_bytes(photo, request: gr.Request | None) -> bytes | None:
         if url.startswith("data:") and "," in url:
             return base64.b64decode(url.split(",", 1)[1])
         return None
-    return FILES.photo_bytes(path, getattr(request, "session_hash", None) or "")
+    session = getattr(request, "session_hash", None) or ""
+    if clip:
+        return FILES.photo_bytes(path, session + CLIP_SLOT, gone=sv.CLIP_GONE)
+    return FILES.photo_bytes(path, session)
+
+
+CLIP_SLOT = "/clip"   # a session's clip is kept beside its photo, not instead of it
 
 
 def _forget_photo(request: gr.Request):
-    FILES.photos.forget(getattr(request, "session_hash", None) or "")
+    session = getattr(request, "session_hash", None) or ""
+    FILES.photos.forget(session)
+    FILES.photos.forget(session + CLIP_SLOT)
 
 
 def _shared_files(demo: gr.Blocks) -> set[str]:
@@ -117,12 +141,12 @@ def _sweep_forever(stop: threading.Event) -> None:
 # Handlers: validate, call the library, turn every failure into one sentence
 
 
-def _page_error(exc: Exception) -> gr.Error:
+def _page_error(exc: Exception, what: str = "photo") -> gr.Error:
     if isinstance(exc, gr.Error) and str(getattr(exc, "title", "")).startswith("ZeroGPU"):
-        return gr.Error(sv.gpu_message(exc.title, exc.message), print_exception=False)
+        return gr.Error(sv.gpu_message(exc.title, exc.message, what), print_exception=False)
     if not isinstance(exc, sv.RequestError):
         logger.error("request failed: %s", type(exc).__name__, exc_info=exc)
-    return gr.Error(sv.user_message(exc), print_exception=False)
+    return gr.Error(sv.user_message(exc, what), print_exception=False)
 
 
 def anonymize_photo(photo, method, anonymize, recover, epsilon, mechanism, rank_low, rank_high,
@@ -161,6 +185,27 @@ def compare_methods(photo, seed, epsilon, request: gr.Request = None, progress=g
         raise _page_error(exc) from None
     gallery = [(r.output.image, r.output.caption) for r in rows if r.output is not None]
     return gallery, sv.comparison_table(rows), sv.compare_summary(rows)
+
+
+def anonymize_clip(clip, method, epsilon, request: gr.Request = None, progress=gr.Progress()):
+    """Anonymize one uploaded clip (one GPU call): the anonymized clip, what was done in
+    words, the technical details, and the public privacy record."""
+    try:
+        options = sv_video.stream_options(RUNTIME, method, epsilon)
+        data = _photo_bytes(clip, request, clip=True)
+        result = _on_device(_clip_on_device, data, options, get_upload_folder(), progress)
+    except Exception as exc:
+        raise _page_error(exc, "clip") from None
+    FILES.add_result(result.path)
+    return result.path, result.summary, result.details, result.record
+
+
+def webcam_frames(frame, session, method, epsilon):
+    """One streamed camera frame through the visitor's session (kept on the server)."""
+    try:
+        return _on_device(_webcam_on_device, frame, session, method, epsilon)
+    except Exception as exc:
+        raise _page_error(exc, "frame") from None
 
 
 def method_controls(method):
@@ -327,6 +372,58 @@ def build_compare_tab(runtime: sv.Runtime) -> None:
                    show_progress="hidden")
 
 
+def _stream_controls(runtime: sv.Runtime, elem: str) -> tuple[gr.Dropdown, gr.Slider]:
+    """The Video and Webcam tabs' method menu and budget (what the rest of a method's form
+    would set is the Anonymize tab's default)."""
+    method = gr.Dropdown([(sv.PAGE_LABELS.get(m, m), m) for m in runtime.methods],
+                         value=runtime.default_method, label="Method", elem_id=f"{elem}-method")
+    epsilon = gr.Slider(0.0, runtime.limits.max_epsilon, value=runtime.default_epsilon,
+                        step=0.1, label="Privacy budget per face (smaller = more private)",
+                        elem_id=f"{elem}-epsilon")
+    return method, epsilon
+
+
+def build_video_tab(runtime: sv.Runtime) -> None:
+    gr.Markdown("Upload a short clip: each face is followed from frame to frame and gets "
+                "**one** new face for the whole clip, with the pose and expression of each "
+                "frame. " + sv_video.CLIP_LIMITS.text(), elem_id="video-limits")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=320):
+            clip = gr.Video(sources=["upload"], label="Your clip", elem_id="clip")
+            run = gr.Button("Anonymize the clip", variant="primary", elem_id="run-video")
+            method, epsilon = _stream_controls(runtime, "video")
+        with gr.Column(scale=2, min_width=320):
+            result = gr.Video(label="Anonymized clip", elem_id="clip-anonymized",
+                              interactive=False)
+            summary = gr.Markdown(label="What was done", elem_id="clip-record")
+            with gr.Accordion("Technical details", open=False):
+                details = gr.Markdown(label="Technical details", elem_id="clip-record-details")
+                record = gr.JSON(label="Privacy record")
+    run.click(anonymize_clip, [clip, method, epsilon], [result, summary, details, record],
+              api_name="anonymize_video", preprocess=False, scroll_to_output=True)
+
+
+def build_webcam_tab(runtime: sv.Runtime) -> None:
+    gr.Markdown("Your camera, anonymized live: each face is followed, blurred until it has "
+                "been seen for a few frames, then given one new face for as long as it stays "
+                "in view. The random secret behind the new faces stays on the server and is "
+                "never shown; the Privacy tab says what is kept of your camera, and for how "
+                "long.")
+    with gr.Row(equal_height=False):
+        with gr.Column(min_width=320):
+            camera = gr.Image(sources=["webcam"], streaming=True, type="numpy",
+                              label="Your camera", elem_id="webcam")
+            method, epsilon = _stream_controls(runtime, "webcam")
+        with gr.Column(min_width=320):
+            anonymized = gr.Image(type="numpy", label="Anonymized", elem_id="webcam-anonymized")
+            rate = gr.Markdown(sv_webcam.webcam_text(None), elem_id="webcam-fps")
+    session = gr.State(None)   # the tracker and the per-session secret, server-side only
+    camera.stream(webcam_frames, [camera, session, method, epsilon],
+                  [anonymized, session, rate], stream_every=sv_webcam.STREAM_EVERY,
+                  time_limit=sv_webcam.TIME_LIMIT, api_visibility="private",
+                  show_progress="hidden")
+
+
 def build_privacy_tab(runtime: sv.Runtime) -> None:
     gr.Markdown(sv.files_statement(FILES.rules), elem_id="files-statement")
     gr.Markdown(sv.PRIVACY_STATEMENT)
@@ -336,6 +433,7 @@ def build_privacy_tab(runtime: sv.Runtime) -> None:
 
 #: (tab label, builder): the page's tabs, in order.
 TABS = [("Anonymize", build_anonymize_tab), ("Compare", build_compare_tab),
+        ("Video", build_video_tab), ("Webcam", build_webcam_tab),
         ("Privacy", build_privacy_tab)]
 
 

@@ -22,7 +22,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 class Browser:
     """One page in a fresh profile; use as a context manager."""
 
-    def __init__(self, binary: str, profile: Path, width: int = 1280, height: int = 1400):
+    def __init__(self, binary: str, profile: Path, width: int = 1280, height: int = 1400,
+                 flags: list[str] | None = None):
         self.width, self.height = width, height
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
@@ -32,7 +33,8 @@ class Browser:
             os.dup2(from_child_w, 4)
 
         self.process = subprocess.Popen(
-            [binary, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
+            [binary, *FLAGS, *(flags or []), f"--user-data-dir={profile}",
+             f"--window-size={width},{height}",
              "about:blank"], preexec_fn=wire_pipes, pass_fds=(3, 4),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_child_r)

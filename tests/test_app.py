@@ -62,8 +62,10 @@ def photo_path(tmp_path, astronaut):
 
 
 def _page_text(demo: gr.Blocks) -> str:
-    """Everything the page can show: the whole config the browser receives."""
-    return json.dumps(demo.get_config_file(), ensure_ascii=False)
+    """Everything the page can show: the whole config the browser receives (what Gradio
+    cannot write as JSON, a gr.State's delete callback, goes as its str(), as Gradio's
+    ORJSONResponse sends it)."""
+    return json.dumps(demo.get_config_file(), ensure_ascii=False, default=str)
 
 
 def _markdown(demo: gr.Blocks) -> str:

@@ -113,7 +113,7 @@ def _png_chunks(data: bytes) -> list[str]:
 
 def test_named_endpoints_have_sensible_names_and_nothing_required_but_the_photo(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/anonymize", "/compare", "/budget"}
+    assert set(endpoints) == {"/anonymize", "/compare", "/budget", "/anonymize_video"}
     params = {name: [p["parameter_name"] for p in e["parameters"]]
               for name, e in endpoints.items()}
     assert params["/anonymize"] == [
@@ -121,9 +121,11 @@ def test_named_endpoints_have_sensible_names_and_nothing_required_but_the_photo(
         "rank_high", "seed", "samples", "blur_strength", "pixelate_strength", "mask_opacity"]
     assert params["/compare"] == ["photo", "seed", "epsilon"]
     assert params["/budget"] == ["method", "anonymize", "epsilon", "samples"]
+    assert params["/anonymize_video"] == ["clip", "method", "epsilon"]
     required = {name: [p["parameter_name"] for p in e["parameters"]
                        if not p["parameter_has_default"]] for name, e in endpoints.items()}
-    assert required == {"/anonymize": ["photo"], "/compare": ["photo"], "/budget": []}
+    assert required == {"/anonymize": ["photo"], "/compare": ["photo"], "/budget": [],
+                        "/anonymize_video": ["clip"]}
     defaults = {p["parameter_name"]: p["parameter_default"]
                 for p in endpoints["/anonymize"]["parameters"][1:]}
     assert defaults["seed"] == "random" and defaults["mask_opacity"] == 1.0
@@ -133,7 +135,9 @@ def test_named_endpoints_have_sensible_names_and_nothing_required_but_the_photo(
         "/anonymize": ["Before and after", "All versions", "What was done",
                        "Technical details", "Privacy record"],
         "/compare": ["Results by method", "Measurements", "Privacy budget spent"],
-        "/budget": ["Total privacy budget"]}
+        "/budget": ["Total privacy budget"],
+        "/anonymize_video": ["Anonymized clip", "What was done", "Technical details",
+                             "Privacy record"]}
     assert endpoints["/compare"]["parameters"][1]["parameter_default"] == "random"
 
 

@@ -16,7 +16,7 @@ PACKAGE = ROOT / "lreorg_hub"
 LAYERS = {"privacy": 0, "reachability": 0,
           "method": 1,
           "image": 2, "scorers": 2, "backbones": 2, "bundle": 2,
-          "pipeline": 3, "demo": 3,
+          "pipeline": 3, "demo": 3, "demo_clips": 3,
           "serving": 4, "dataset": 4, "training": 4, "evaluation": 4,
           "cli": 5}
 PEERS = {("scorers", "image")}  # the scorers take PIL images through image.io

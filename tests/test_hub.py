@@ -11,7 +11,6 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from lreorg_hub.bundle import publish as hub
 from lreorg_hub.cli import main
-from lreorg_hub.evaluation import EvalConfig
 from lreorg_hub.bundle import LReOrg
 
 from publish_setup import COMMIT, make_bundle, results_of, write_weights

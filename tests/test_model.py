@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 from lreorg_hub.bundle import BundleError, LReOrg
 from lreorg_hub.training.fitting import fit_identity_anonymizer
 
-from conftest import TINY_CDFNET, build_tiny_bundle, fit_anonymizers, make_lossless_projection
+from conftest import TINY_CDFNET, fit_anonymizers, make_lossless_projection
 
 N, L, D = 5, TINY_CDFNET["num_rows"], TINY_CDFNET["latent_dim"]
 

@@ -1,4 +1,5 @@
-"""`lreorg anonymize`: photos and folders in, protected photos and records out."""
+"""`lreorg anonymize`: photos, videos and folders in, protected photos / clips and records
+out."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from .args import (LIMITS_NOTE, add_protect_arguments, add_runtime_arguments,
                    add_weight_arguments, build_pipeline, check_weight_arguments,
                    protect_options)
 from .inputs import NAMING_RULE, check_out, collect_inputs, describe_failure, write_outputs
+from .video import add_video_arguments, anonymize_clip, check_video_inputs, video_options
 
 
 def _check_arguments(args: argparse.Namespace):
@@ -24,6 +26,7 @@ def _check_arguments(args: argparse.Namespace):
     check_output_size(args.output_size)
     _check_settings(0.1, 4, 1, args.min_face_size, args.max_faces)
     check_device(args.device)
+    video_options(args)
     return options
 
 
@@ -33,6 +36,7 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
     from ..dataset.outdir import OutDir, refuse_overlap
     from ..dataset.privatelog import PrivateLog
     from ..image.names import shown
+    from ..image.video import is_video
 
     options = _check_arguments(args)
     out = check_out(args.out)
@@ -50,20 +54,26 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
     # Against what was loaded (rank window ≤ m, bundle keywords, fitted anonymizers), still
     # before the first photo; only then is --out created and locked.
     options = pipe.check(options)
-    done = []
+    check_video_inputs(pipe, options, inputs)
+    video, done = video_options(args), []
     with OutDir(out) as folder:
         folder.lock()
-        for file, stem in tqdm(inputs, desc="anonymizing", unit="photo", disable=args.quiet):
+        for file, stem in tqdm(inputs, desc="anonymizing", unit="input", disable=args.quiet):
             try:
-                result = pipe(file, options, anonymized_crops=args.save_crops)
-                output = write_outputs(result, stem, folder, args.save_crops)
-            except Exception as e:  # one photo never ends the run: record it and go on
+                if is_video(file):
+                    entry, result = anonymize_clip(pipe, file, stem, folder, options, video,
+                                                   args.quiet)
+                else:
+                    result = pipe(file, options, anonymized_crops=args.save_crops)
+                    entry = {"input": str(file),
+                             "output": write_outputs(result, stem, folder, args.save_crops)}
+            except Exception as e:  # one input never ends the run: record it and go on
                 failures.append((str(file), describe_failure(e)))
                 continue
-            done.append({"input": str(file), "output": output})
+            done.append(entry)
             if log is not None:
-                log.write([{"input": str(file), "output": output, "status": "anonymized",
-                            "diagnostics": result.diagnostics}])
+                log.write([{"input": str(file), "output": entry["output"],
+                            "status": "anonymized", "diagnostics": result.diagnostics}])
         if log is not None:
             log.write([{"input": f, "status": "failed", "error": e} for f, e in failures])
             log.close()
@@ -73,14 +83,15 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
     for file, error in failures:
         print(f"lreorg: skipped {shown(file)}: {error}", file=sys.stderr)
     if not args.quiet:
-        print(f"{len(done)} photo(s) anonymized into {shown(out)}, {len(failures)} failed",
-              file=sys.stderr)
+        clips = sum(1 for d in done if "frames" in d)
+        print(f"{len(done) - clips} photo(s)" + (f" and {clips} video(s)" if clips else "") +
+              f" anonymized into {shown(out)}, {len(failures)} failed", file=sys.stderr)
     return 1 if failures else 0
 
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "anonymize", help="anonymize the faces in photos (files and folders)",
+        "anonymize", help="anonymize the faces in photos and videos (files and folders)",
         description="Anonymize every face in the given photos and folders. Writes OUT/NAME.png "
                     "(the photo with faces replaced, no metadata), OUT/NAME.json (the public "
                     "privacy record: no input path, no detector box or score) and "
@@ -90,18 +101,24 @@ def register(sub) -> None:
                     "summary; the run goes on and the exit status is 1 if any failed. "
                     "Originals are never written to: an input inside --out, or --out equal to "
                     "an input, is refused; links inside --out are never followed; a second "
-                    "run on the same --out at the same time is refused. " + LIMITS_NOTE)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+                    "run on the same --out at the same time is refused. Videos (mp4, mov, m4v, "
+                    "mkv, webm, avi) give OUT/NAME.mp4 (same frames, timing, rotation and "
+                    "audio, one identity draw per tracked face) and OUT/NAME.json, under the "
+                    "same rules. " + LIMITS_NOTE)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or "
+                                                               "folders")
     p.add_argument("--out", required=True, help="output folder (not an input, and holding "
                                                 "none)")
     add_weight_arguments(p)
     add_protect_arguments(p, method_default="lreorg")
     add_runtime_arguments(p)
     p.add_argument("--save-crops", action="store_true",
-                   help="also save each face's aligned input, anonymized crop and samples")
+                   help="also save each face's aligned input, anonymized crop and samples "
+                        "(photos only)")
     p.add_argument("--private-log", metavar="FILE",
                    help="also write, to FILE outside --out (owner-only, appended to), one "
                         "JSON line per input with what the public records leave out: its "
                         "path, every face's box and detector score, the diagnostics. Never "
                         "publish it")
+    add_video_arguments(p)
     p.set_defaults(func=_cmd_anonymize)

@@ -1,4 +1,5 @@
-"""`lreorg anonymize-dataset`: whole datasets (folders, Parquet, saved datasets), local or on Ray."""
+"""`lreorg anonymize-dataset`: whole datasets (folders of images or of videos, Parquet, saved
+datasets), local or on Ray."""
 
 from __future__ import annotations
 
@@ -93,8 +94,10 @@ def _list(what: str, ids: list[str], out: Path) -> None:
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "anonymize-dataset", help="anonymize a whole dataset (folder, Parquet, saved datasets)",
-        description="Anonymize every item of a folder of images, a Parquet file or a Hugging "
+        "anonymize-dataset", help="anonymize a whole dataset (folder of images or videos, "
+                                  "Parquet, saved datasets)",
+        description="Anonymize every item of a folder of images, a folder of videos (one "
+                    "clip per task, OUT/NAME.mp4 each), a Parquet file or a Hugging "
                     "Face dataset saved with save_to_disk, into OUT in the same layout and "
                     "schema, with a public record per item (OUT/records.jsonl). Items without "
                     "a face are dropped and listed (--no-face). Resumable: a rerun with the "
@@ -105,10 +108,13 @@ def register(sub) -> None:
                     "inside OUT, or OUT inside it, is refused); links inside OUT are never "
                     "followed; a second run on the same OUT at the same time is refused. "
                     + LIMITS_NOTE + " See docs/SCALE.md.")
-    p.add_argument("source", metavar="SRC", help="folder of images, .parquet file, or a "
-                                                 "save_to_disk dataset folder")
+    p.add_argument("source", metavar="SRC", help="folder of images or of videos, .parquet "
+                                                 "file, or a save_to_disk dataset folder")
     p.add_argument("--out", required=True, help="output folder (shared storage on a cluster)")
-    p.add_argument("--format", default="auto", choices=["auto", "folder", "parquet", "hf"])
+    p.add_argument("--format", default="auto", choices=["auto", "folder", "parquet", "hf",
+                                                         "videos"],
+                   help="auto: a folder holding only video files is 'videos' (one clip per "
+                        "task, OUT/NAME.mp4 each)")
     p.add_argument("--image-column", help="table formats: the image column (auto-detected)")
     p.add_argument("--id-column", help="table formats: unique id column (default: row number)")
     p.add_argument("--cell-root", metavar="DIR",

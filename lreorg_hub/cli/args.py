@@ -16,14 +16,17 @@ __all__ = ["int_list", "window", "number", "float_list", "add_protect_arguments"
            "add_device_argument", "protect_options", "check_weight_arguments",
            "build_pipeline", "LIMITS_NOTE"]
 
-#: The limits every photo and dataset item meets, for --help (the numbers are the library's:
-#: image.io.DEFAULT_MAX_PIXELS, LReOrgPipeline(max_faces=64), dataset.cells.MAX_ITEM_BYTES;
-#: tests/test_untouched.py keeps them equal). Each has its own message.
+#: The limits every photo, video and dataset item meets, for --help (the numbers are the
+#: library's: image.io.DEFAULT_MAX_PIXELS, LReOrgPipeline(max_faces=64),
+#: dataset.cells.MAX_ITEM_BYTES, image.video.VideoLimits; tests/test_untouched.py and
+#: tests/test_cli_video.py keep them equal). Each has its own message.
 LIMITS_NOTE = ("Limits: a photo has at most 50 megapixels (50,000,000 pixels; a larger one is "
                "refused: downscale it) and at most --max-faces faces to regenerate (default "
                "64; a photo with more is refused: choose faces or raise the limit); a dataset "
                "item (an image cell, or the file it or a folder item names) holds at most "
-               "160 MiB.")
+               "160 MiB (a video streams through and has no byte limit); a video's frames "
+               "have sides of 16 to 8,192 pixels and at most 9,437,184 pixels each (4096 x "
+               "2304), at a rate of at most 480 frames per second.")
 
 
 def int_list(text: str | None) -> list[int] | None:

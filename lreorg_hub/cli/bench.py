@@ -18,6 +18,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="run a benchmark (prints a table, writes JSON)")
-    p.add_argument("target", choices=["backbones", "pipeline", "training", "dataset"])
+    p.add_argument("target", choices=["backbones", "pipeline", "training", "dataset", "video"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     p.set_defaults(func=_cmd_bench)

@@ -1,4 +1,4 @@
-"""The photos a run reads and the files it writes: walking inputs safely (never opening a
+"""The photos and videos a run reads and the files it writes: walking inputs safely (never opening a
 FIFO, never following folder links), naming every input's outputs so that none overwrites
 another, checking --out before anything is written, and writing the outputs (atomically,
 never through a link: ``lreorg_hub.dataset.outdir``)."""
@@ -12,19 +12,23 @@ import stat
 from pathlib import Path, PurePosixPath
 
 from ..image.names import shown
+from ..image.video import VIDEO_SUFFIXES
+from ..image.video_writer import CONTAINERS
 
 __all__ = ["IMAGE_SUFFIXES", "collect_inputs", "check_out", "write_outputs",
            "describe_failure", "OutputNames", "NAMING_RULE"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+INPUT_SUFFIXES = IMAGE_SUFFIXES | set(VIDEO_SUFFIXES)   # what a folder contributes
 
 #: How outputs are named, as the README and every summary.json state it.
 NAMING_RULE = ("Each input's outputs are named after its path relative to the folder given "
                "(a file given directly: its own name) with its last suffix replaced: NAME.png, "
-               "NAME.json and NAME_faces/. Where that would clash, ignoring case, with the "
-               "outputs of an earlier input (command-line order, then sorted paths) or with "
-               "the run's own summary.json and _lreorg/, _1, _2, ... is appended to the "
-               "clashing name, or to the clashing folder's name.")
+               "NAME.json and NAME_faces/ (a video: NAME.mp4, or .mkv / .webm as "
+               "--video-format says, and NAME.json). Where that would clash, ignoring case, "
+               "with the outputs of an earlier input (command-line order, then sorted paths) "
+               "or with the run's own summary.json and _lreorg/, _1, _2, ... is appended to "
+               "the clashing name, or to the clashing folder's name.")
 
 
 class OutputNames:
@@ -57,7 +61,8 @@ class OutputNames:
         leaf, n = stem.name, 0
         while True:
             base = "/".join([*folders, leaf])
-            outputs = (f"{base}.png", f"{base}.json", f"{base}_faces")
+            outputs = (f"{base}.png", f"{base}.json", f"{base}_faces",
+                       *(f"{base}.{kind}" for kind in CONTAINERS))  # a video's
             if not any(self._taken(o, as_folder=False) for o in outputs):
                 break
             n += 1
@@ -91,7 +96,8 @@ def _not_a_photo(path: Path) -> str | None:
 
 
 def _walk(folder: Path, skip: Path | None) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Image files under ``folder`` (sorted), and the entries that had to be skipped.
+    """Image and video files under ``folder`` (sorted), and the entries that had to be
+    skipped.
 
     Symbolic links to folders are not followed (no loops); links to files are.
     """
@@ -108,7 +114,7 @@ def _walk(folder: Path, skip: Path | None) -> tuple[list[Path], list[tuple[str, 
         dirs.sort()
         for name in sorted(names):
             path = here / name
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
+            if path.suffix.lower() not in INPUT_SUFFIXES:
                 continue
             why = _not_a_photo(path)
             if why is None and path.is_dir():
@@ -130,12 +136,13 @@ def _is_within(path: Path, folder: Path) -> bool:
 
 def collect_inputs(paths: list[str], out_dir: Path | None = None
                    ) -> tuple[list[tuple[Path, PurePosixPath]], list[tuple[str, str]]]:
-    """(file, output stem relative to --out) for every input; folders are walked for images.
+    """(file, output stem relative to --out) for every input; folders are walked for images
+    and videos.
 
-    Files named directly are tried whatever their suffix; a folder contributes its image files
-    (recursively, never the --out folder), mirrored under --out. Paths that cannot be read
-    (missing, FIFO, link loop, dangling link) are reported, not fatal. Output names follow
-    ``NAMING_RULE``: no input's outputs overwrite another's.
+    Files named directly are tried whatever their suffix; a folder contributes its image and
+    video files (recursively, never the --out folder), mirrored under --out. Paths that cannot
+    be read (missing, FIFO, link loop, dangling link) are reported, not fatal. Output names
+    follow ``NAMING_RULE``: no input's outputs overwrite another's.
     """
     found, problems, names = [], [], OutputNames()
     for raw in paths:

@@ -1,14 +1,15 @@
 """The master secret of a dataset run and the per-item seeds derived from it.
 
-Each item's seed is HMAC-SHA256(secret, context ‖ salt ‖ item id), where the salt is 16 random
-bytes drawn when the run starts and kept in its ``run.json``: a resumed run reproduces every
-output exactly, two runs (two datasets whose ids are both ``row-0, row-1, …``) never share
-coins under one key, and anyone without the key can neither replay an item's DP draw nor
-tell two items' seeds apart. The key file therefore must stay apart from the outputs: it is
-created owner-only (0600) outside the output folder, an existing one that group or others
-could read is refused, and beside the outputs there is only a keyed fingerprint of it
-(HMAC(secret, fixed label): it reveals nothing about the key, and tells a resumed run that it
-was given the same one).
+Each item's secret is HMAC-SHA256(secret, context ‖ salt ‖ item id) (a photo's seed is its
+first 63 bits; a video clip's per-track coins are HMAC of it and the track), where the salt
+is 16 random bytes drawn when the run starts and kept in its ``run.json``: a resumed run
+reproduces every output exactly, two runs (two datasets whose ids are both ``row-0, row-1,
+…``) never share coins under one key, and anyone without the key can neither replay an
+item's DP draw nor tell two items' seeds apart. The key file therefore must stay apart from
+the outputs: it is created owner-only (0600) outside the output folder, an existing one that
+group or others could read is refused, and beside the outputs there is only a keyed
+fingerprint of it (HMAC(secret, fixed label): it reveals nothing about the key, and tells a
+resumed run that it was given the same one).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from ..image.names import shown
 
 __all__ = ["KeyFileError", "default_key_path", "load_or_create_key", "item_seed",
-           "key_fingerprint", "new_salt", "check_salt", "MAX_KEY_FILE_BYTES"]
+           "item_secret", "key_fingerprint", "new_salt", "check_salt", "MAX_KEY_FILE_BYTES"]
 
 KEY_BYTES = 32
 SALT_BYTES = 16
@@ -143,10 +144,17 @@ def check_salt(salt: str) -> bytes:
     return raw
 
 
-def item_seed(key: bytes, salt: str, item_id: str) -> int:
-    """The 63-bit seed of one item: HMAC-SHA256(key, context ‖ salt ‖ id), first 8 bytes.
+def item_secret(key: bytes, salt: str, item_id: str) -> bytes:
+    """One item's secret: HMAC-SHA256(key, context ‖ salt ‖ id). A photo's seed is its first
+    63 bits (:func:`item_seed`); a clip's per-track coins are HMAC(this secret, track id).
     The salt has a fixed length (16 bytes), so (salt, id) pairs cannot run into each other."""
-    raw = check_salt(salt)
-    digest = hmac.new(key, _SEED_CONTEXT + raw + item_id.encode("utf-8", "surrogatepass"),
-                      hashlib.sha256).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+    from ..method.rng import derive_secret
+
+    return derive_secret(key, item_id, _SEED_CONTEXT + check_salt(salt))
+
+
+def item_seed(key: bytes, salt: str, item_id: str) -> int:
+    """The 63-bit seed of one item: the first 8 bytes of :func:`item_secret`, shifted."""
+    from ..method.rng import derive_seed
+
+    return int(derive_seed(key, item_id, _SEED_CONTEXT + check_salt(salt)))

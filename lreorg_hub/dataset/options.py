@@ -7,10 +7,19 @@ from dataclasses import asdict, dataclass, field
 
 from ..pipeline.options import ProtectOptions
 
-__all__ = ["DatasetOptions", "PipelineSpec", "DatasetRunError", "ENGINES", "NO_FACE_ACTIONS"]
+__all__ = ["DatasetOptions", "PipelineSpec", "DatasetRunError", "ENGINES", "NO_FACE_ACTIONS",
+           "NO_FACE_NOTES"]
 
 ENGINES = ("local", "ray")
 NO_FACE_ACTIONS = ("drop", "pass")
+#: What the record of an item without a face says, per ``--no-face`` choice.
+NO_FACE_NOTES = {
+    "drop": "No face was found, so nothing was anonymized: the item is left out of the "
+            "output (--no-face drop, the default).",
+    "pass": "No face was found, so nothing was anonymized: the item is published UNCHANGED "
+            "(only its metadata stripped) because --no-face pass was asked for. A face the "
+            "detector missed is visible in it.",
+}
 
 
 class DatasetRunError(ValueError):

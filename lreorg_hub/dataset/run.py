@@ -67,7 +67,8 @@ def anonymize_dataset(src: str | Path, out: str | Path,
             given the same key (``run.json`` keeps a keyed fingerprint of it).
         options / pipeline: what to do to each item / how to build the pipeline.
         engine: "local" (this process) or "ray" (Ray Data, an actor pool).
-        kind: "auto", "folder", "parquet" or "hf".
+        kind: "auto", "folder", "parquet", "hf" or "videos" (a folder of clips, one clip per
+            task and per shard: ``videos.py``).
         image_column / id_column: for table formats (auto-detected / row number).
         cell_root: the folder a table cell's ``path`` may lead into (default: the table's
             own folder; absolute paths are read only below an explicit root).
@@ -103,8 +104,10 @@ def anonymize_dataset(src: str | Path, out: str | Path,
         check_salt(salt)
     src, out = Path(src).expanduser(), Path(out).expanduser()
     kind = detect_kind(src) if kind == "auto" else kind
-    if kind not in ("folder", "parquet", "hf"):
-        raise ValueError(f"format must be auto, folder, parquet or hf, got {kind!r}")
+    if kind not in ("folder", "parquet", "hf", "videos"):
+        raise ValueError(f"format must be auto, folder, parquet, hf or videos, got {kind!r}")
+    if kind == "videos":  # one clip per task (dataset/videos.py)
+        options = replace(options, shard_size=1)
     # Nothing is written where an original lies: a Parquet file may sit beside --out, a
     # folder may not hold it.
     refuse_overlap(out, [src], out_inside_inputs=kind != "parquet")
@@ -115,7 +118,7 @@ def anonymize_dataset(src: str | Path, out: str | Path,
     ids = source.ids()
     if not ids:
         raise DatasetRunError(f"{shown(src)} holds no items (for a folder: no image files in "
-                              f"it or its sub-folders)")
+                              f"it or its sub-folders; for --format videos: no video files)")
     log = PrivateLog(private_log, out, inputs=[src]) if private_log is not None else None
     count, size = len(ids), options.shard_size
     n_shards = (count + size - 1) // size
@@ -140,7 +143,8 @@ def anonymize_dataset(src: str | Path, out: str | Path,
             # On Ray the driver only checks the options (on CPU: the head node may have no
             # GPU).
             _validate_options(pipeline if engine == "local"
-                              else replace(pipeline, device="cpu"), options)
+                              else replace(pipeline, device="cpu"), options,
+                              videos=kind == "videos")
             key = key() if callable(key) else key
             _check_key(out, old, key, salt)
         if todo or not manifest.finalized:
@@ -224,9 +228,9 @@ def _run_shards(engine, pipeline, source, source_spec, todo, count, options, key
 def _check_cell_root(cell_root, kind: str, out: Path) -> str | None:
     if cell_root is None:
         return None
-    if kind == "folder":
+    if kind in ("folder", "videos"):
         raise ValueError("--cell-root applies to table sources (Parquet, saved datasets), "
-                         "not to a folder of images")
+                         "not to a folder of images or videos")
     root = Path(cell_root).expanduser()
     if not root.is_dir():
         raise ValueError(f"--cell-root {shown(root)} is not a folder")
@@ -260,7 +264,13 @@ def _check_key(out: Path, old: dict | None, key: bytes, salt: str | None) -> Non
                               f"keeps its own")
 
 
-def _validate_options(spec: PipelineSpec, options: DatasetOptions) -> None:
+def _validate_options(spec: PipelineSpec, options: DatasetOptions, videos: bool = False
+                      ) -> None:
     """Refuse bad options once, before any item is read, with the pipeline's own message
-    (against the weights that will run)."""
-    engines.local_pipeline(spec).check(options.protect)
+    (against the weights that will run; for clips, also what a video takes)."""
+    pipe = engines.local_pipeline(spec)
+    pipe.check(options.protect)
+    if videos:
+        from ..pipeline.video import check_video_options
+
+        check_video_options(pipe, options.protect)

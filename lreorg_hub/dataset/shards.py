@@ -6,21 +6,12 @@ from __future__ import annotations
 import json
 import os
 
+from .items import ShardInput
 from .keys import item_seed
-from .options import DatasetOptions, DatasetRunError
+from .options import NO_FACE_NOTES, DatasetOptions, DatasetRunError
 from .outdir import WORK, OutDir
-from .sources import ShardInput
 
 __all__ = ["anonymize_shard", "write_shard", "Manifest", "NO_FACE_NOTES"]
-
-#: What the record of an item without a face says, per ``--no-face`` choice.
-NO_FACE_NOTES = {
-    "drop": "No face was found, so nothing was anonymized: the item is left out of the "
-            "output (--no-face drop, the default).",
-    "pass": "No face was found, so nothing was anonymized: the item is published UNCHANGED "
-            "(only its metadata stripped) because --no-face pass was asked for. A face the "
-            "detector missed is visible in it.",
-}
 
 
 # One shard
@@ -35,6 +26,10 @@ def anonymize_shard(pipe, shard: ShardInput, options: DatasetOptions, key: bytes
     from ..method.rng import SecretSeed
     from ..pipeline import NoFaceError
 
+    if hasattr(shard, "sources"):  # a clip (dataset/videos.py): its job runs as it is written
+        from .videos import anonymize_video_shard
+
+        return anonymize_video_shard(pipe, shard, options, key, salt)
     n = len(shard.ids)
     results: list = [None] * n
     records: list[dict] = [{} for _ in range(n)]

@@ -1,6 +1,7 @@
-"""The three dataset layouts: a folder of images, a Parquet file, a ``datasets`` dataset saved
-with ``save_to_disk``. Each lists its items in a fixed order with a stable id, reads the
-items of one shard, and writes a shard's outputs in the input's own layout and schema.
+"""The dataset layouts: a folder of images, a Parquet file, a ``datasets`` dataset saved
+with ``save_to_disk`` (and a folder of videos: ``videos.py``). Each lists its items in a
+fixed order with a stable id, reads the items of one shard, and writes a shard's outputs in
+the input's own layout and schema.
 
 Items are read by position from a plain description (``SourceSpec``, picklable) so that any
 process (this one, a Ray task) can read any shard without the driver shipping pixels.
@@ -11,16 +12,16 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..image.names import shown
 from .cells import CellRoot, ItemError, check_cell_bytes, read_item_file
+from .items import IMAGE_SUFFIXES, ShardInput
 from .outdir import WORK, OutDir
 
 __all__ = ["SourceSpec", "ShardInput", "open_source", "IMAGE_SUFFIXES", "RECORD_COLUMN"]
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 RECORD_COLUMN = "lreorg_record"   # added to table outputs: the item's record as JSON
 _SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP",
                  ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -28,7 +29,7 @@ _SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"
 
 @dataclass
 class SourceSpec:
-    """What to read: ``kind`` ("folder", "parquet", "hf"), ``path``, the image column and
+    """What to read: ``kind`` ("folder", "parquet", "hf", "videos"), ``path``, the image column and
     the optional id column of table formats; for table cells that hold a path, the folder
     they may lead into (``cell_root``, default the table's own folder) and the output folder
     they must never lead into (``out``)."""
@@ -41,31 +42,14 @@ class SourceSpec:
     out: str | None = None
 
 
-@dataclass
-class ShardInput:
-    """One shard's items: ids, encoded image bytes (None where unreadable, with the error),
-    and for table formats the shard's rows (an Arrow table, image column included). Where
-    each item came from (``origins``: its path, or the table, row and cell path) is only for
-    the private log."""
-
-    shard: int
-    ids: list[str]
-    images: list[bytes | None]
-    errors: list[str | None]
-    table: object = None
-    paths: list[str | None] = field(default_factory=list)  # image struct 'path' values
-    origins: list[dict] = field(default_factory=list)
-
-    def origin(self, i: int) -> dict:
-        return self.origins[i] if i < len(self.origins) else {}
-
-
 def detect_kind(path: str | Path) -> str:
     path = Path(path)
     if path.is_dir():
         if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
             return "hf"
-        return "folder"
+        from .videos import holds_videos_only
+
+        return "videos" if holds_videos_only(path) else "folder"
     if path.is_file() and path.suffix.lower() == ".parquet":
         return "parquet"
     if not path.exists():
@@ -75,6 +59,10 @@ def detect_kind(path: str | Path) -> str:
 
 
 def open_source(spec: SourceSpec):
+    if spec.kind == "videos":
+        from .videos import VideoFolderSource
+
+        return VideoFolderSource(spec)
     return {"folder": FolderSource, "parquet": ParquetSource, "hf": HFSource}[spec.kind](spec)
 
 

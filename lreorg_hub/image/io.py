@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .names import shown
+from .names import described, shown
 
 try:  # LittleCMS is optional in Pillow builds; without it ICC conversion is skipped.
     from PIL import ImageCms
@@ -73,18 +73,6 @@ class ImageTooLargeError(ImageLoadError):
     """The image has more pixels than the configured limit."""
 
 
-def _describe(source: object) -> str:
-    """A short human-readable name for an image source, for error messages."""
-    if isinstance(source, (str, os.PathLike)):
-        return f"'{shown(source)}'"
-    if isinstance(source, (bytes, bytearray)):
-        return f"<{len(source)} bytes in memory>"
-    name = getattr(source, "name", None)
-    if isinstance(name, str):
-        return repr(name)
-    return f"<{type(source).__name__}>"
-
-
 def _check_size(width: int, height: int, max_pixels: int | None, what: str) -> None:
     if max_pixels is not None and width * height > max_pixels:
         raise ImageTooLargeError(
@@ -116,7 +104,7 @@ def _check_single_frame(img: Image.Image, what: str) -> None:
 
 def _open(source: ImageSource, max_pixels: int | None) -> Image.Image:
     """Open a path / bytes / file object and decode it fully, with clear errors."""
-    what = _describe(source)
+    what = described(source)
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(bytes(source))
     elif isinstance(source, (str, os.PathLike)):
@@ -226,11 +214,11 @@ def load_image(
     if isinstance(source, np.ndarray):
         img = to_pil(source)
     elif isinstance(source, Image.Image):
-        _check_single_frame(source, _describe(source))
+        _check_single_frame(source, described(source))
         img = source
     else:
         img = _open(source, max_pixels)
-    _check_size(img.width, img.height, max_pixels, _describe(source))
+    _check_size(img.width, img.height, max_pixels, described(source))
     try:
         # Upright first (the Orientation tag lives in the metadata we are about to drop).
         img = ImageOps.exif_transpose(img)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["shown"]
+__all__ = ["shown", "described"]
 
 
 def shown(name: object) -> str:
@@ -21,3 +21,16 @@ def shown(name: object) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def described(source: object) -> str:
+    """A short name for what was read (a path, bytes in memory, a file object), for the
+    messages of the photo and video readers."""
+    if isinstance(source, (str, os.PathLike)):
+        return f"'{shown(source)}'"
+    if isinstance(source, (bytes, bytearray)):
+        return f"<{len(source)} bytes in memory>"
+    name = getattr(source, "name", None)
+    if isinstance(name, str):
+        return repr(name)
+    return f"<{type(source).__name__}>"

@@ -180,21 +180,26 @@ class LReOrgModule(nn.Module):
                        mechanism: str = "window", epsilon: float = 1.0,
                        rank_window: tuple[int, int] = (2, 16),
                        generator: torch.Generator | Sequence[tuple[torch.Generator, int]]
-                       | None = None) -> tuple[Tensor, Tensor]:
+                       | None = None, replacement: Tensor | None = None
+                       ) -> tuple[Tensor, Tensor]:
         """One AR step: (f, r) = CDFNet(s, k); f̂ = A_k(f); (Δr, s') = CDFNet⁻¹(f̂, r, k).
 
         For identity, A_k is ``identity`` ("gia" with ``mechanism`` "window" or "strict",
         "laplace" or "k-anonymity"); for an attribute, KAA. ``generator`` may also be a list
         of (generator, rows): consecutive blocks of s drawn with their own generator (many
-        photos in one CDFNet pass, each with its own coins). The anonymizer sees f in float32
-        whatever CDFNet's dtype: its distances and the mechanism's scores are never rounded
-        to half precision."""
+        photos in one CDFNet pass, each with its own coins). ``replacement``: f̂ for identity
+        drawn beforehand (:meth:`draw_identity`), used instead of a draw. The anonymizer sees
+        f in float32 whatever CDFNet's dtype: its distances and the mechanism's scores are
+        never rounded to half precision."""
         f, r = self.disentangle(s, keyword)
         f = f.float()
         if keyword != kw.IDENTITY:
             f_hat = self.attribute_anonymizer(keyword)(f)
-        elif identity == "k-anonymity":
-            f_hat = self.k_anonymity_anonymizer(f, self.identity_anonymizer)
+        elif replacement is not None:  # drawn beforehand (a video track's one draw)
+            if tuple(replacement.shape) != tuple(f.shape):
+                raise ValueError(f"identity replacements must have shape {tuple(f.shape)}, "
+                                 f"got {tuple(replacement.shape)}")
+            f_hat = replacement.to(f)
         else:
             blocks = generator if isinstance(generator, (list, tuple)) else \
                 [(generator, f.shape[0])]
@@ -202,14 +207,57 @@ class LReOrgModule(nn.Module):
                 raise ValueError(f"generator blocks cover {sum(r for _, r in blocks)} rows, "
                                  f"the codes have {f.shape[0]}")
             parts = f.split([rows for _, rows in blocks])
-            if identity == "laplace":
-                f_hat = torch.cat([self.laplace_anonymizer(part, epsilon, g)
-                                   for part, (g, _) in zip(parts, blocks)])
-            else:
-                f_hat = torch.cat([self.identity_anonymizer(part, epsilon, rank_window,
-                                                            mechanism, g)
-                                   for part, (g, _) in zip(parts, blocks)])
+            f_hat = torch.cat([self._replace_identity(part, identity, mechanism, epsilon,
+                                                      rank_window, g)
+                               for part, (g, _) in zip(parts, blocks)])
         return self.fuse(f_hat, r, keyword)
+
+    def _replace_identity(self, f: Tensor, identity: str, mechanism: str, epsilon: float,
+                          rank_window: tuple[int, int],
+                          generator: torch.Generator | None) -> Tensor:
+        """f̂ for each row of the identity key feature f (float32): GIA's draw, Laplace
+        noise, or k-anonymity's farthest centre (deterministic)."""
+        if identity == "k-anonymity":
+            return self.k_anonymity_anonymizer(f, self.identity_anonymizer)
+        if identity == "laplace":
+            return self.laplace_anonymizer(f, epsilon, generator)
+        return self.identity_anonymizer(f, epsilon, rank_window, mechanism, generator)
+
+    def _draw_settings(self, identity: str, mechanism: str, epsilon: float | None,
+                       rank_window: Sequence[int] | None) -> tuple[float, tuple[int, int]]:
+        """(ε, window) checked, the bundle's defaults for None."""
+        if identity not in IDENTITY_METHODS:
+            raise ValueError(f"identity must be one of {', '.join(IDENTITY_METHODS)}, got "
+                             f"{identity!r}")
+        if mechanism not in MECHANISMS:
+            raise ValueError(f"mechanism must be one of {', '.join(MECHANISMS)}, got "
+                             f"{mechanism!r}")
+        eps = check_epsilon(self.default_epsilon if epsilon is None else epsilon)
+        window = check_rank_window(tuple(rank_window or self.default_rank_window),
+                                   self.identity_anonymizer.num_groups)
+        return eps, window
+
+    # -- one draw applied to many codes (a video track, SPEC §9) ----------------------------
+    @torch.no_grad()
+    def identity_features(self, codes: Tensor) -> Tensor:
+        """The identity key feature f of each code (N, L, 512) or (N, 512), float32: what
+        GIA ranks the groups by. A video track's draw uses the mean over its frames."""
+        s = self.cdfnet._rows(codes.to(self.device, torch.float32), "codes")
+        return self.disentangle(s, kw.IDENTITY)[0].float()
+
+    @torch.no_grad()
+    def draw_identity(self, features: Tensor, identity: str = "gia",
+                      mechanism: str = "window", epsilon: float | None = None,
+                      rank_window: Sequence[int] | None = None,
+                      generator: torch.Generator | None = None) -> Tensor:
+        """One identity replacement f̂ per row of ``features`` (N, L, 512), drawn as
+        :meth:`reorganize` draws it (``identity``: "gia", "laplace", "k-anonymity"). Each row
+        is one draw and spends ε; pass the result to ``reorganize_many(identities=...)`` to
+        apply it to many codes (every frame of a video track) without drawing again."""
+        eps, window = self._draw_settings(identity, mechanism, epsilon, rank_window)
+        f = features.to(self.device, torch.float32).reshape(-1, *self.feature_shape)
+        generator = generator if generator is not None else fresh_generator()
+        return self._replace_identity(f, identity, mechanism, eps, window, generator)
 
     def recover_step(self, s: Tensor, s0: Tensor, keyword: str,
                      origin: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -259,7 +307,8 @@ class LReOrgModule(nn.Module):
                         recover: Sequence[str] | str | None = kw.DEFAULT_RECOVER,
                         epsilon: float | None = None,
                         rank_window: Sequence[int] | None = None, identity: str = "gia",
-                        mechanism: str = "window", samples: int = 1
+                        mechanism: str = "window", samples: int = 1,
+                        identities: Sequence[Tensor] | None = None
                         ) -> list[ReorganizeResult]:
         """:meth:`reorganize` for many photos at once: ``codes[i]`` (N_i, L, 512) drawn with
         ``seeds[i]`` (None: OS entropy), one result per photo, in order.
@@ -268,21 +317,29 @@ class LReOrgModule(nn.Module):
         draw runs per photo, with that photo's own generator, so each result is what
         ``reorganize(codes[i], seed=seeds[i])`` gives (up to float rounding of the larger
         batch).
+
+        ``identities[i]``: the identity replacements f̂ (N_i, L, 512) of photo i's faces,
+        drawn beforehand with :meth:`draw_identity` (e.g. once per video track, SPEC §9):
+        identity is then not drawn here (samples must be 1, the seeds must be None and the
+        records say that no draw ran: the caller's record states the draws); the other
+        keywords run as usual, on each code's own residual.
         """
         k1, k2 = kw.validate_selection(anonymize, recover, self.keywords)
-        if identity not in IDENTITY_METHODS:
-            raise ValueError(f"identity must be one of {', '.join(IDENTITY_METHODS)}, got "
-                             f"{identity!r}")
-        if mechanism not in MECHANISMS:
-            raise ValueError(f"mechanism must be one of {', '.join(MECHANISMS)}, got "
-                             f"{mechanism!r}")
-        eps = check_epsilon(self.default_epsilon if epsilon is None else epsilon)
-        window = check_rank_window(tuple(rank_window or self.default_rank_window),
-                                   self.identity_anonymizer.num_groups)
+        eps, window = self._draw_settings(identity, mechanism, epsilon, rank_window)
         samples = check_samples(samples, upper=2**16)
         if len(codes) != len(seeds):
             raise ValueError(f"{len(codes)} code tensors but {len(seeds)} seeds")
         generators = [make_generator(seed) for seed in seeds]
+        fixed = None
+        if identities is not None:
+            if len(identities) != len(codes) or samples != 1 or any(
+                    seed is not None for seed in seeds) or kw.IDENTITY not in k1:
+                raise ValueError("identities: one replacement tensor per code tensor, with "
+                                 "identity anonymized, samples=1 and no seeds (nothing is "
+                                 "drawn)")
+            fixed = torch.cat([i.to(self.device, torch.float32).reshape(-1, *self.feature_shape)
+                               for i in identities])
+            generators = [(g, None, "none") for g, _, _ in generators]
 
         s0 = [self.cdfnet._rows(c.to(self.device, torch.float32), "codes") for c in codes]
         for part in s0:
@@ -299,7 +356,8 @@ class LReOrgModule(nn.Module):
         s_all0 = torch.cat(s0)
         loss: dict[str, Tensor] = {}
         for keyword in k1:
-            delta, s = self.anonymize_step(s, keyword, identity, mechanism, eps, window, blocks)
+            delta, s = self.anonymize_step(s, keyword, identity, mechanism, eps, window, blocks,
+                                           fixed if keyword == kw.IDENTITY else None)
             loss[f"anonymize:{keyword}"] = delta.float().abs().mean(dim=(1, 2))
         s_m = s
         for keyword in k2:

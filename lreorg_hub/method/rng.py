@@ -7,14 +7,16 @@ return it, so nothing downstream can record or show it (SPEC §8, secret coins).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 
 import torch
 
 from .checks import SEED_MAX, check_seed
 
-__all__ = ["SEED_MAX", "SecretSeed", "make_generator", "fresh_generator", "uniform", "normal",
-           "randint", "randperm", "categorical"]
+__all__ = ["SEED_MAX", "SecretSeed", "derive_secret", "derive_seed", "make_generator",
+           "fresh_generator", "uniform", "normal", "randint", "randperm", "categorical"]
 
 
 class SecretSeed(int):
@@ -29,6 +31,21 @@ class SecretSeed(int):
         return repr(self)
 
     __str__ = __repr__
+
+
+def derive_secret(secret: bytes, label: str, context: bytes = b"") -> bytes:
+    """HMAC-SHA256(secret, context ‖ label): a 32-byte secret of its own for ``label`` (a
+    dataset item, a video's track), reproducible only by whoever keeps ``secret``. The one
+    derivation rule: :func:`derive_seed` is its first 63 bits."""
+    return hmac.new(secret, context + label.encode("utf-8", "surrogatepass"),
+                    hashlib.sha256).digest()
+
+
+def derive_seed(secret: bytes, label: str, context: bytes = b"") -> SecretSeed:
+    """The 63-bit seed of :func:`derive_secret` (its first 8 bytes), as a :class:`SecretSeed`:
+    reproducible by whoever keeps ``secret``, unpredictable and never recorded for anyone
+    else (a dataset item's coins, a video track's coins)."""
+    return SecretSeed(int.from_bytes(derive_secret(secret, label, context)[:8], "big") >> 1)
 
 
 def fresh_generator() -> torch.Generator:

@@ -172,14 +172,32 @@ class StyleMixModule(nn.Module):
                                "StyleGAN2 generator, or load fitted groups with from_pretrained")
         codes = self._codes(codes)
         r0, r1 = check_style_rows(rows if rows is not None else self.rows, self.num_rows)
+        draw = self.draw(self.feature(codes, (r0, r1)), epsilon, rank_window, mechanism,
+                         generator)
+        return StyleMixResult(self.mix(codes, self.members(draw), (r0, r1)), draw, (r0, r1))
+
+    # -- the two halves of forward, for one draw applied to many codes (a video track) -------
+    def draw(self, features: Tensor, epsilon: float | None = None,
+             rank_window: tuple[int, int] | None = None, mechanism: str = "window",
+             generator: torch.Generator | None = None) -> GroupDraw:
+        """A group and a member per row of the row-mean features f (N, D) (each row one
+        draw, spending ε): GIA's exponential mechanism, then a uniform member."""
         eps = self.default_epsilon if epsilon is None else epsilon
-        draw = self.groups.draw(self.feature(codes, (r0, r1)), eps,
-                                tuple(rank_window or self.default_rank_window), mechanism,
-                                generator)
-        w = self.groups.members[draw.member.to(self.groups.members.device)]
+        return self.groups.draw(features, eps, tuple(rank_window or self.default_rank_window),
+                                mechanism, generator)
+
+    def members(self, draw: GroupDraw) -> Tensor:
+        """The drawn synthetic identities w̃ (N, D)."""
+        return self.groups.members[draw.member.to(self.groups.members.device)]
+
+    def mix(self, codes: Tensor, w: Tensor, rows: tuple[int, int] | None = None) -> Tensor:
+        """The codes (N, L, D) with rows [r₀, r₁) replaced by w (N, D) or (1, D); every
+        other row is the input's, bit for bit."""
+        codes = self._codes(codes)
+        r0, r1 = check_style_rows(rows if rows is not None else self.rows, self.num_rows)
         out = codes.clone()
-        out[:, r0:r1] = w.to(out).unsqueeze(1)
-        return StyleMixResult(out, draw, (r0, r1))
+        out[:, r0:r1] = w.to(out).reshape(-1, 1, self.style_dim)
+        return out
 
     def _codes(self, codes: Tensor) -> Tensor:
         if codes.dim() != 3 or tuple(codes.shape[1:]) != (self.num_rows, self.style_dim):

@@ -17,7 +17,8 @@ _EXPORTS = {
     "MethodInfo": "registry", "MAX_SAMPLES": "options", "MAX_SEED": "options",
     "STRENGTH_LIMITS": "options", "check_faces": "options", "check_output_size": "options",
     "check_method": "options", "KeywordSupport": "methods", "auto_device": "devices",
-    "check_device": "devices", "run_batch": "runner",
+    "check_device": "devices", "run_batch": "runner", "VideoOptions": "video",
+    "VideoResult": "video", "anonymize_video": "video",
 }
 __all__ = sorted(_EXPORTS)
 

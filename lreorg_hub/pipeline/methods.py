@@ -65,15 +65,33 @@ class LatentMethod(ABC):
     def keyword_support(self) -> KeywordSupport: ...
 
     @abstractmethod
-    def protect_codes(self, codes, options: ProtectOptions) -> LatentOutput:
-        """codes (N, L, D), options already checked → LatentOutput."""
+    def protect_codes(self, codes, options: ProtectOptions,
+                      identities=None) -> LatentOutput:
+        """codes (N, L, D), options already checked → LatentOutput. ``identities``: one
+        replacement per code drawn beforehand by :meth:`draw_tracks` (nothing is drawn)."""
 
-    def protect_codes_many(self, codes: list, options: list[ProtectOptions]
-                           ) -> list[LatentOutput]:
+    def protect_codes_many(self, codes: list, options: list[ProtectOptions],
+                           identities: list | None = None) -> list[LatentOutput]:
         """Many photos' codes, each with its options (which differ at most in the seed) →
         one LatentOutput per photo. This default runs them one by one; methods with
         network passes override it to share them."""
-        return [self.protect_codes(c, o) for c, o in zip(codes, options)]
+        identities = identities or [None] * len(codes)
+        return [self.protect_codes(c, o, i) for c, o, i in zip(codes, options, identities)]
+
+    # -- one draw per video track (SPEC §9) ----------------------------------------------------
+    def draws_identity(self, options: ProtectOptions) -> bool:
+        """Whether the identity is replaced (then a video draws it once per track)."""
+        return kw.IDENTITY in (options.anonymize or (kw.IDENTITY,))
+
+    @abstractmethod
+    def track_features(self, codes):
+        """The feature that ranks the groups, per code (float32): a track's draw uses the
+        mean over its frames."""
+
+    @abstractmethod
+    def draw_tracks(self, features, options: ProtectOptions, seeds: list):
+        """One identity replacement per row of ``features`` (a track's mean feature), row i
+        drawn with its own coins ``seeds[i]`` (a SecretSeed, or a typed seed)."""
 
 
 class ImageMethod(ABC):
@@ -137,11 +155,25 @@ class LReOrgMethod(LatentMethod):
         recover = tuple(n for n in model.keywords)
         return KeywordSupport(tuple(anonymize), recover, unavailable)
 
-    def protect_codes(self, codes, options: ProtectOptions) -> LatentOutput:
-        return self.protect_codes_many([codes], [options])[0]
+    def protect_codes(self, codes, options: ProtectOptions, identities=None) -> LatentOutput:
+        return self.protect_codes_many([codes], [options],
+                                       None if identities is None else [identities])[0]
 
-    def protect_codes_many(self, codes: list, options: list[ProtectOptions]
-                           ) -> list[LatentOutput]:
+    def track_features(self, codes):
+        return self.model.identity_features(codes)
+
+    def draw_tracks(self, features, options: ProtectOptions, seeds: list):
+        import torch
+
+        from ..method.rng import make_generator
+
+        return torch.cat([self.model.draw_identity(
+            f[None], self._IDENTITY[self.info.name], options.mechanism or "window",
+            options.epsilon, options.rank_window, make_generator(seed)[0])
+            for f, seed in zip(features, seeds)]) if len(seeds) else features[:0]
+
+    def protect_codes_many(self, codes: list, options: list[ProtectOptions],
+                           identities: list | None = None) -> list[LatentOutput]:
         """All photos share every CDFNet pass (``LReOrgModule.reorganize_many``); each keeps
         its own seed and so its own DP draw."""
         first = options[0]
@@ -152,7 +184,7 @@ class LReOrgMethod(LatentMethod):
             codes, [o.seed for o in options], first.anonymize, first.recover,
             epsilon=first.epsilon, rank_window=first.rank_window,
             identity=self._IDENTITY[self.info.name], mechanism=first.mechanism or "window",
-            samples=first.samples or 1)
+            samples=first.samples or 1, identities=identities)
         import torch
 
         names = list(outs[0].information_loss)
@@ -206,7 +238,26 @@ class StyleMixMethod(LatentMethod):
         return KeywordSupport((kw.IDENTITY,), (),
                               {k: why for k in kw.KEYWORDS if k != kw.IDENTITY})
 
-    def protect_codes(self, codes, options: ProtectOptions) -> LatentOutput:
+    def track_features(self, codes):
+        return self.style_mix.feature(codes, self._rows(None)).float()
+
+    def draw_tracks(self, features, options: ProtectOptions, seeds: list):
+        import torch
+
+        from ..method.rng import make_generator
+
+        sm = self.style_mix
+        return torch.cat([sm.members(sm.draw(f[None], options.epsilon, options.rank_window,
+                                             options.mechanism or "window",
+                                             make_generator(seed)[0]))
+                          for f, seed in zip(features, seeds)]) if len(seeds) else \
+            features.new_zeros((0, sm.style_dim))
+
+    def _rows(self, options: ProtectOptions | None) -> tuple[int, int]:
+        return tuple((options.style_rows if options is not None else None) or
+                     self.style_mix.rows)
+
+    def protect_codes(self, codes, options: ProtectOptions, identities=None) -> LatentOutput:
         from ..method.rng import make_generator
 
         sm = self.style_mix
@@ -214,10 +265,16 @@ class StyleMixMethod(LatentMethod):
         eps = sm.default_epsilon if options.epsilon is None else options.epsilon
         window = tuple(options.rank_window or sm.default_rank_window)
         mechanism = options.mechanism or "window"
-        rows = tuple(options.style_rows or sm.rows)
+        rows = self._rows(options)
         generator, seed_used, seed_source = make_generator(options.seed)
         n = codes.shape[0]
-        mixed = sm(codes.repeat(samples, 1, 1), eps, window, mechanism, rows, generator)
+        if identities is not None:  # drawn beforehand, once per track: nothing drawn here
+            if samples != 1 or options.seed is not None:
+                raise ValueError("fixed identities take samples=1 and no seed")
+            mixed_codes, seed_source = sm.mix(codes, identities, rows), "none"
+        else:
+            mixed_codes = sm(codes.repeat(samples, 1, 1), eps, window, mechanism, rows,
+                             generator).codes
         record = PrivacyRecord(
             method=self.info.name, method_label=self.info.label, anonymize=[kw.IDENTITY],
             recover=[], identity="style-mix", mechanism=mechanism, epsilon=eps,
@@ -229,7 +286,7 @@ class StyleMixMethod(LatentMethod):
             extra={"style_rows": list(rows), "num_groups": sm.num_groups,
                    "member_bank": "mapping-network samples (synthetic identities only)"})
         shape = (samples, n, *codes.shape[1:])
-        return LatentOutput(mixed.codes.reshape(shape), None, record)
+        return LatentOutput(mixed_codes.reshape(shape), None, record)
 
 
 class ImageBaselineMethod(ImageMethod):

@@ -12,13 +12,14 @@ Weights are decided once per process by :func:`load_runtime`:
   facenet-pytorch), with notes that say which weights are missing and how to provide them
   (for the operator's console; the page says in one sentence what runs).
 
-What is kept of a visitor's photo, where and for how long is decided in ``files``.
+What is kept of a visitor's photo, where and for how long is decided in ``files``. The Video
+and Webcam tabs run ``video`` and ``webcam`` (imported by name: ``lreorg_hub.serving.video``).
 
 Layer 4. May import: ``lreorg_hub.pipeline`` and everything below it, ``lreorg_hub.demo``,
 ``lreorg_hub.scorers``. Never Gradio (only ``app.py`` imports it), never the CLI.
 """
 
-from .files import (PHOTO_GONE, FileRules, RecentPhotos, VisitorFiles, delete_older_than,
+from .files import (CLIP_GONE, PHOTO_GONE, FileRules, RecentPhotos, VisitorFiles, delete_older_than,
                     read_and_delete)
 from .form import MethodForm, method_form
 from .measure import Output, measure
@@ -39,6 +40,7 @@ __all__ = ["ServingConfig", "Runtime", "load_runtime", "RequestError", "options_
            "COMPARISON_COLUMNS", "comparison_table",
            "comparison_options", "comparison_requests", "comparison_budget", "gpu_seconds",
            "MethodForm", "method_form", "FileRules", "RecentPhotos", "VisitorFiles", "PHOTO_GONE",
+           "CLIP_GONE",
            "read_and_delete",
            "delete_older_than", "record_summary", "record_details", "budget_sentence",
            "compare_budget_sentence", "files_statement", "gpu_message", "page_sentence",

@@ -1,14 +1,14 @@
-"""What the server keeps of a visitor's photo, where, and for how long (the Privacy tab states
-these rules; the app's tests measure them).
+"""What the server keeps of a visitor's photo or clip, where, and for how long (the Privacy
+tab states these rules; the app's tests measure them).
 
 - The upload file (written by the web framework while it travels) is read once, then it and
   its folder are deleted at once: :func:`read_and_delete`.
-- The photo's bytes stay in memory only, per visitor session, so that trying other settings
-  needs no new upload: :class:`RecentPhotos` (a time limit, a size cap, dropped when the
-  session ends).
-- Files left in the temporary folder (results the browser loads, uploads never used) are
-  deleted once older than a stated age, and all of them when the server stops:
-  :func:`delete_older_than`.
+- The photo's (or clip's) bytes stay in memory only, per visitor session, so that trying
+  other settings needs no new upload: :class:`RecentPhotos` (a time limit, a size cap,
+  dropped when the session ends).
+- Files left in the temporary folder (results the browser loads — the webcam's anonymized
+  frames among them —, an anonymized clip, uploads never used) are deleted once older than a
+  stated age, and all of them when the server stops: :func:`delete_older_than`.
 
 :class:`VisitorFiles` applies these rules to the web framework's files; no web framework
 here (``app.py`` hands over Gradio's sets of paths).
@@ -27,10 +27,12 @@ from typing import Callable, Iterable, MutableSet
 from .text import RequestError
 
 __all__ = ["FileRules", "read_and_delete", "delete_older_than", "RecentPhotos",
-           "VisitorFiles", "PHOTO_GONE"]
+           "VisitorFiles", "PHOTO_GONE", "CLIP_GONE"]
 
 PHOTO_GONE = ("Your photo was deleted from the server as the Privacy tab says; please upload it "
               "again.")
+CLIP_GONE = ("Your clip was deleted from the server as the Privacy tab says; please upload it "
+             "again.")
 
 
 @dataclass(frozen=True)
@@ -171,10 +173,20 @@ class VisitorFiles:
         self.rules, self.uploads, self.temp_sets, self.shared = rules, uploads, temp_sets, shared
         self.root = root
         self.photos = RecentPhotos(rules.memory_s)
+        self.results: set[str] = set()   # result files the app wrote itself (a clip)
+        self._results_lock = threading.Lock()
 
-    def photo_bytes(self, path: str | os.PathLike, session: str) -> bytes:
-        """The photo a run was given: an upload is read once and deleted (its bytes then kept
-        in this session's memory); a shared file is read and kept."""
+    def add_result(self, path: str | os.PathLike) -> None:
+        """A result file the app wrote (not the framework): deleted on the results'
+        schedule, and when the server stops."""
+        with self._results_lock:
+            self.results.add(os.path.abspath(path))
+
+    def photo_bytes(self, path: str | os.PathLike, session: str,
+                    gone: str = PHOTO_GONE) -> bytes:
+        """The photo (or clip) a run was given: an upload is read once and deleted (its bytes
+        then kept in this session's memory); a shared file is read and kept. ``gone``: the
+        sentence when it is no longer there."""
         name = os.path.abspath(path)
         upload = next((u for u in list(self.uploads) if os.path.abspath(u) == name), None)
         if upload is not None and name not in {os.path.abspath(k) for k in self.shared()}:
@@ -184,7 +196,7 @@ class VisitorFiles:
             except FileNotFoundError:  # swept while the request waited in the queue
                 data = self.photos.get(session, name)
             if data is None:
-                raise RequestError(PHOTO_GONE)
+                raise RequestError(gone)
             self.photos.put(session, name, data)
             return data
         data = self.photos.get(session, name)  # this visitor's photo, read before
@@ -192,7 +204,7 @@ class VisitorFiles:
             return data
         if upload is not None or Path(name).is_file():
             return Path(name).read_bytes()
-        raise RequestError(PHOTO_GONE)
+        raise RequestError(gone)
 
     def sweep(self, final: bool = False) -> None:
         """Delete what the rules say is due; everything but the shared files when ``final``
@@ -204,4 +216,7 @@ class VisitorFiles:
             if files is not self.uploads:
                 delete_older_than(files, None if final else self.rules.result_s, self.root,
                                   keep)
+        with self._results_lock:
+            delete_older_than(self.results, None if final else self.rules.result_s, self.root,
+                              keep)
         self.photos.clear() if final else self.photos.expire()

@@ -12,7 +12,6 @@ from ..pipeline.options import STRENGTH_LIMITS
 from ..privacy import USER_SEED_WARNING
 from ..pipeline.registry import METHODS
 
-
 __all__ = ["METHOD_LABELS", "PAGE_LABELS", "SHORT_NAMES", "PRIVACY_STATEMENT", "TECHNICAL_NOTE",
            "RequestError", "files_statement", "record_summary", "record_details",
            "budget_sentence", "compare_budget_sentence", "spent_sentence", "seed_sentence",
@@ -58,9 +57,11 @@ TECHNICAL_NOTE = (
 
 
 def files_statement(rules) -> str:  # a files.FileRules (not imported: files imports us)
-    """Exactly what the server keeps of a visitor's photo, where, and for how long."""
+    """Exactly what the server keeps of a visitor's photo, clip or camera, where, and for how
+    long."""
     return (
-        "**What this server keeps of your photo, where, and for how long.**\n\n"
+        "**What this server keeps of your photo, clip or camera, where, and for how long.**"
+        "\n\n"
         "- **Your upload** travels to the server as a file in its temporary folder. The app "
         "reads it once, when you press Anonymize or Compare, and deletes that file and its "
         f"folder at once. An upload that is never used is deleted after "
@@ -73,6 +74,14 @@ def files_statement(rules) -> str:  # a files.FileRules (not imported: files imp
         f"them; each is deleted {_duration(rules.result_s)} after it was made (download what "
         "you want to keep before then). They carry no metadata of your upload (no EXIF, GPS "
         "or colour profile).\n"
+        "- **A clip** (Video tab) is kept the same way: the upload is read once and deleted "
+        "with its folder, its bytes stay in memory only as above, and the anonymized clip is "
+        f"an MP4 file deleted {_duration(rules.result_s)} after it was made (no location, "
+        "device or other metadata of your clip).\n"
+        "- **Your camera** (Webcam tab): each frame travels inside the page's messages and is "
+        "anonymized in memory, never written to disk; each anonymized frame the page shows is "
+        f"an image file in the temporary folder, deleted {_duration(rules.result_s)} after it "
+        "was made.\n"
         "- **When the server stops** (also when the hosting platform stops it), every file "
         "above is deleted.\n"
         "- **Nothing else**: no log of your photo or results, no flagging, no copy elsewhere. "
@@ -138,8 +147,11 @@ def page_sentence(message: str, max_epsilon: float, max_samples: int) -> str:
 
 # -- ZeroGPU's errors (the `spaces` package raises gr.Error with these titles) ----------------
 
-def gpu_message(title: str, message: str) -> str:
-    """One sentence per ZeroGPU failure: what happened and when to retry."""
+def gpu_message(title: str, message: str, what: str = "photo") -> str:
+    """One sentence per ZeroGPU failure: what happened and when to retry (``what``: the
+    visitor's "photo", "clip" or camera "frame")."""
+    smaller = {"photo": "fewer versions", "clip": "a shorter clip"}.get(
+        what, "a lower camera resolution")
     wait = re.search(r"[Tt]ry again in ([0-9:]+)", message or "")
     if title == "ZeroGPU quota exceeded":
         if "Space app has reached its GPU limit" in (message or ""):
@@ -152,25 +164,25 @@ def gpu_message(title: str, message: str) -> str:
         return ("No GPU became free in time (many visitors right now); please try again in a "
                 "minute.")
     if title == "ZeroGPU illegal duration":
-        return ("This request needs more GPU time than one run may take; choose fewer "
-                "versions and try again.")
+        return (f"This request needs more GPU time than one run may take; choose {smaller} "
+                f"and try again.")
     if title == "ZeroGPU pending credits exceeded":
         return ("Too many of your GPU tasks are running at once; please try again when they "
                 "have finished.")
     if title == "ZeroGPU worker error" and "aborted" in (message or "").lower():
-        return ("The GPU stopped this task before it finished (it ran out of time or the GPU "
-                "was reclaimed); please try again, with fewer versions if it happens again.")
+        return (f"The GPU stopped this task before it finished (it ran out of time or the GPU "
+                f"was reclaimed); please try again, with {smaller} if it happens again.")
     if title == "ZeroGPU client error":
         return "No GPU can be reached right now; please try again in a few minutes."
-    return ("The GPU failed while processing this photo; please try again in a minute.")
+    return f"The GPU failed while processing this {what}; please try again in a minute."
 
 
-def user_message(exc: Exception) -> str:
+def user_message(exc: Exception, what: str = "photo") -> str:
     """The one sentence a visitor sees for a failure (never a stack trace)."""
     if isinstance(exc, RequestError):
         return str(exc)
-    return ("Something went wrong while processing this photo; please try another photo or "
-            "other settings.")
+    return (f"Something went wrong while processing this {what}; please try another {what} "
+            f"or other settings.")
 
 
 # -- the record and the budget -----------------------------------------------------------------
