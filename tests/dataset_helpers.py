@@ -17,6 +17,14 @@ MICRO_DIM = 16
 
 
 @pytest.fixture(scope="session")
+def micro(tmp_path_factory):
+    """The micro bundle and backbone on disk, as the dataset runs (local and Ray) load them."""
+    from lreorg_hub.dataset import PipelineSpec
+    bundle, backbone = write_micro_model(tmp_path_factory.mktemp("micro"))
+    return PipelineSpec(bundle=str(bundle), backbone=str(backbone), device="cpu")
+
+
+@pytest.fixture(scope="session")
 def ray_local():
     """A local Ray for the session (2 CPUs); whichever test module asks first starts it."""
     import ray

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dataset_helpers import face_crops, ray_local, write_micro_model  # noqa: F401 (fixture)
+from dataset_helpers import face_crops, micro, ray_local  # noqa: F401 (fixtures)
 from lreorg_hub.cli import main
 from lreorg_hub.pipeline import ProtectOptions
 from lreorg_hub.dataset import (RECORD_COLUMN, DatasetOptions, DatasetRunError, KeyFileError,
@@ -33,12 +33,6 @@ N_ITEMS = 200
 # One torch thread in this process (2 shared cores run faster so); the local run that the
 # Ray engine is compared with asks for its threads itself, as a user would (--threads).
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    bundle, backbone = write_micro_model(tmp_path_factory.mktemp("micro"))
-    return PipelineSpec(bundle=str(bundle), backbone=str(backbone), device="cpu")
 
 
 @pytest.fixture(scope="module")

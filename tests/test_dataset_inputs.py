@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from dataset_helpers import digests, face_crops, write_micro_model
+from dataset_helpers import digests, face_crops, micro  # noqa: F401 (fixture)
 from lreorg_hub.cli import main
-from lreorg_hub.dataset import (DatasetOptions, DatasetRunError, PipelineSpec,
-                                anonymize_dataset, cells, load_or_create_key)
+from lreorg_hub.dataset import (DatasetOptions, DatasetRunError, anonymize_dataset, cells,
+                                load_or_create_key)
 from lreorg_hub.pipeline import ProtectOptions
 
 KEY = bytes(range(32))
@@ -231,13 +231,12 @@ def test_resuming_with_another_key_is_refused(tmp_path, capsys):
     assert anonymize_dataset(src, out, KEY, options=one)["shards_done_now"] == 1
 
 
-def test_two_runs_never_share_coins_under_one_key(tmp_path):
+def test_two_runs_never_share_coins_under_one_key(tmp_path, micro):
     """Two tables with ids row-0, row-1 and the same photos, one key: each run's salt gives
     its own draws; the same salt (a deliberate reproduction) gives the same."""
     import pyarrow.parquet as pq
 
-    bundle, backbone = write_micro_model(tmp_path / "micro")
-    spec = PipelineSpec(bundle=str(bundle), backbone=str(backbone), device="cpu")
+    spec = micro
     options = DatasetOptions(ProtectOptions(aligned=True))
     crops = [{"bytes": c, "path": None} for c in face_crops(3, seed=7)]
     outputs = []

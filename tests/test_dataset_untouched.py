@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from dataset_helpers import digests, face_crops, ray_local, write_micro_model  # noqa: F401
+from dataset_helpers import digests, face_crops, micro, ray_local  # noqa: F401 (fixtures)
 from lreorg_hub.cli import main
 from lreorg_hub.dataset import (DatasetOptions, DatasetRunError, OutDir, OutputFolderError,
                                 PipelineSpec, anonymize_dataset)
@@ -31,12 +31,6 @@ def photo(size: int = 256) -> Image.Image:
 
 def no_face() -> Image.Image:
     return Image.fromarray(data.coffee()).resize((256, 192), Image.BILINEAR)
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    bundle, backbone = write_micro_model(tmp_path_factory.mktemp("micro"))
-    return PipelineSpec(bundle=str(bundle), backbone=str(backbone), device="cpu")
 
 
 def photos(folder: Path, names=("a/p.png", "b/p.png")) -> Path:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from dataset_helpers import write_micro_model
+from dataset_helpers import micro  # noqa: F401 (fixture)
 from lreorg_hub.cli import main
-from lreorg_hub.dataset import DatasetOptions, PipelineSpec, anonymize_dataset
+from lreorg_hub.dataset import DatasetOptions, anonymize_dataset
 from lreorg_hub.demo_clips import face_sprite, scene_frames, write_clip
 from lreorg_hub.image.video import probe_video
 from lreorg_hub.pipeline import ProtectOptions
@@ -25,12 +25,6 @@ KEY = bytes(range(32))
 SALT = "00112233445566778899aabbccddeeff"  # one salt for runs compared byte for byte
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    bundle, backbone = write_micro_model(tmp_path_factory.mktemp("micro"))
-    return PipelineSpec(bundle=str(bundle), backbone=str(backbone), device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -310,7 +310,8 @@ class OutDir:
             os.close(parent)
 
     def remove_stale_temporaries(self) -> None:
-        """Temporary files a killed run left (``.NAME.tmp-XXXXXXXX``), links never followed."""
+        """Temporary files a killed run left (``.NAME.tmp-`` + 8 random characters); links are
+        never followed."""
         for _, _, names, fd in os.fwalk(".", dir_fd=self._root(), follow_symlinks=False):
             for name in names:
                 if name.startswith(".") and ".tmp-" in name and stat.S_ISREG(
