@@ -8,7 +8,9 @@ torch being loaded.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from .. import __version__
 from . import (anonymize, anonymize_dataset, bench, demo, evaluate, fit, info, keywords, push,
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # usage errors (one line, status 2), --help and --version (0)
         return e.code if isinstance(e.code, int) else 2
+    previous = _stop_cleanly_on_sigterm()
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
@@ -55,6 +58,22 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # never a traceback for the user: one line naming what failed
         print(f"lreorg: error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_cleanly_on_sigterm():
+    """SIGTERM (``kill``, a job scheduler, a container stopping) ends a run as Ctrl-C does:
+    temporary files removed, nothing half-written. Returns the handler it replaced (None when
+    not on the main thread, where signals cannot be handled)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _one_line(error: BaseException) -> str:

@@ -58,6 +58,7 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
     video, done = video_options(args), []
     with OutDir(out) as folder:
         folder.lock()
+        folder.remove_stale_temporaries()   # what a killed run (SIGKILL, power cut) left
         for file, stem in tqdm(inputs, desc="anonymizing", unit="input", disable=args.quiet):
             try:
                 if is_video(file):

@@ -55,7 +55,9 @@ def anonymize_clip(pipe, file: Path, stem: PurePosixPath, folder, options, video
     bars = _Bars(file.name, quiet)
     try:
         with folder.writer(target) as f:
-            result = pipe.anonymize_video(file, f, options, video=video, progress=bars)
+            # A clip in which no face was found is skipped and listed, as a photo is.
+            result = pipe.anonymize_video(file, f, options, video=video, progress=bars,
+                                          require_face=True)
     finally:
         bars.close()
     # The public record only (PrivacyRecord.to_dict): no input path, no box, no score.
@@ -74,7 +76,10 @@ class _Bars:
     """One tqdm bar per pass ("tracking", then "generating"): frames, fps, time left."""
 
     def __init__(self, name: str, quiet: bool):
-        self.name, self.quiet, self.bar, self.phase = name, quiet, None, None
+        from ..image.names import shown
+
+        # escaped: a newline or a terminal escape in a file name is shown, never acted on
+        self.name, self.quiet, self.bar, self.phase = shown(name), quiet, None, None
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         if self.quiet:
@@ -87,7 +92,7 @@ class _Bars:
             self.bar = tqdm(total=total, desc=f"{self.name}: {label}", unit="frame",
                             file=sys.stderr, leave=False)
             self.phase = phase
-        self.bar.total = max(self.bar.total or 0, done)
+        self.bar.total = max(total, done)   # the header's count may have been an estimate
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:

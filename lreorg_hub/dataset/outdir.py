@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import stat
 import uuid
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ __all__ = ["OutDir", "OutputFolderError", "refuse_overlap", "WORK"]
 
 WORK = "_lreorg"   # bookkeeping folder inside --out (the lock; a dataset run's manifest, …)
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_TEMPORARY = re.compile(r"\..+\.tmp-[0-9a-f]{8}", re.DOTALL)   # what OutDir.writer names
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -310,10 +312,10 @@ class OutDir:
             os.close(parent)
 
     def remove_stale_temporaries(self) -> None:
-        """Temporary files a killed run left (``.NAME.tmp-`` + 8 random characters); links are
-        never followed."""
+        """Temporary files a killed run left (``.NAME.tmp-`` + 8 hex digits, as
+        :meth:`writer` names them); links are never followed."""
         for _, _, names, fd in os.fwalk(".", dir_fd=self._root(), follow_symlinks=False):
             for name in names:
-                if name.startswith(".") and ".tmp-" in name and stat.S_ISREG(
+                if _TEMPORARY.fullmatch(name) and stat.S_ISREG(
                         os.lstat(name, dir_fd=fd).st_mode):
                     os.unlink(name, dir_fd=fd)

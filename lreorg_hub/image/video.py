@@ -88,6 +88,9 @@ class VideoInfo:
     time_base: Fraction
     audio: str | None           # the first audio stream's codec, if any
     end: int | None = None      # where the last frame ends, in time_base ticks (if known)
+    #: the file as probed (device, inode, size, modification time): every later reading must
+    #: find the same file, so a clip swapped between the passes is refused, never published
+    identity: tuple | None = field(default=None, repr=False)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -107,28 +110,45 @@ class VideoFrame:
     index: int
 
 
-def open_container(source):
+def open_container(source, identity: tuple | None = None):
     """The file (a path, or its bytes) opened by PyAV for reading, with one sentence for a
-    missing, empty or unreadable file."""
-    import av
-
+    missing, empty or unreadable file. ``identity``: what :func:`file_identity` said of the
+    file when it was probed; a file that is no longer the same one is refused."""
     what = described(source)
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise VideoLoadError(f"cannot read video {what}: the file is empty")
-        opened = io.BytesIO(source)
-    else:
-        p = Path(source)
-        if not p.is_file():
-            raise VideoLoadError(f"cannot read video {what}: no such file")
-        if p.stat().st_size == 0:
+        return _open(io.BytesIO(source), what)
+    p = Path(source)
+    if not p.is_file():
+        raise VideoLoadError(f"cannot read video {what}: no such file")
+    with open(p, "rb") as handle:
+        if identity is not None and file_identity(handle) != identity:
+            raise VideoLoadError(f"cannot read video {what}: the file changed while it was "
+                                 f"being anonymized; nothing was written for it")
+        if os.fstat(handle.fileno()).st_size == 0:
             raise VideoLoadError(f"cannot read video {what}: the file is empty")
-        opened = str(p)
+        # FFmpeg opens the file this handle holds (/dev/fd/N), so the file checked is the one
+        # read, whatever is renamed over the path meanwhile.
+        by_handle = f"/dev/fd/{handle.fileno()}"
+        return _open(by_handle if os.path.exists(by_handle) else str(p), what)
+
+
+def _open(opened, what: str):
+    import av
+
     try:
         return av.open(opened, "r")
     except av.FFmpegError as e:
         raise VideoLoadError(f"cannot read video {what}: not a video FFmpeg can open, or the "
                              f"file is damaged or incomplete ({_reason(e)})") from None
+
+
+def file_identity(handle) -> tuple:
+    """(device, inode, size, modification time) of an open file: equal only for the same,
+    unchanged file."""
+    st = os.fstat(handle.fileno())
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _reason(error: Exception) -> str:
@@ -159,7 +179,11 @@ def probe_video(source: str | os.PathLike | bytes, limits: VideoLimits = VideoLi
     import av
 
     what = described(source)
-    with open_container(source) as container:
+    identity = None
+    if not isinstance(source, (bytes, bytearray)) and Path(source).is_file():
+        with open(source, "rb") as handle:
+            identity = file_identity(handle)
+    with open_container(source, identity) as container:
         stream = _video_stream(container, what)
         ctx = stream.codec_context
         width, height = int(ctx.width or 0), int(ctx.height or 0)
@@ -177,7 +201,7 @@ def probe_video(source: str | os.PathLike | bytes, limits: VideoLimits = VideoLi
             else None
         kept = bytes(source) if isinstance(source, (bytes, bytearray)) else os.fspath(source)
         info = VideoInfo(kept, width, height, 0, max(frames, 1), fps, duration,
-                         ctx.name, Fraction(tb), audio, end)
+                         ctx.name, Fraction(tb), audio, end, identity)
         _check_timing(info, limits, what)   # from the header, before decoding anything
         try:
             first = next(container.decode(stream), None)
@@ -232,7 +256,7 @@ class VideoReader:
         what = described(self.info.source)
         k = (self.info.rotation // 90) % 4
         step = max(1, int(round(1 / (self.info.fps * self.info.time_base))))
-        with open_container(self.info.source) as container:
+        with open_container(self.info.source, self.info.identity) as container:
             stream = _video_stream(container, what)
             stream.thread_type = "AUTO"
             last = None

@@ -72,7 +72,11 @@ class VideoWriter:
                             format=_FORMATS[self.kind], options={"fflags": "+bitexact"})
         try:
             self._add_video()
-            if self.audio and self.info.audio is not None:
+            if self.info.audio is None:
+                self.audio_note = "the clip has no audio"
+            elif not self.audio:
+                self.audio_note = "left out, as asked"
+            else:
                 self._add_audio()
         except BaseException:
             self._abort()
@@ -112,7 +116,7 @@ class VideoWriter:
         self._video = stream
 
     def _add_audio(self) -> None:
-        self._source = open_container(self.info.source)
+        self._source = open_container(self.info.source, self.info.identity)
         self._audio_in = self._source.streams.audio[0]
         allowed = CONTAINERS[self.kind][1]
         name = self._audio_in.codec_context.name
@@ -120,6 +124,7 @@ class VideoWriter:
             if allowed is not None and name not in allowed:
                 raise ValueError(name)
             self._audio_out = self._out.add_stream_from_template(self._audio_in)
+            self.audio_note = f"the audio ({name}) was copied unchanged"
         except ValueError:
             encoder = CONTAINERS[self.kind][2]
             self._audio_out = self._out.add_stream(encoder, rate=self._audio_in.rate or 48000)

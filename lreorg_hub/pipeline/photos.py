@@ -262,19 +262,21 @@ class LReOrgPipeline:
 
     def anonymize_video(self, src, dst, options: ProtectOptions | None = None, *,
                         video=None, secret: bytes | None = None, progress=None, on_frame=None,
-                        **option_kwargs):
+                        require_face: bool = False, **option_kwargs):
         """Anonymize the clip ``src`` (a path, or its bytes) into ``dst`` (a path, MP4 / H.264
         by default, written atomically; or a binary file object the caller made atomic), one
         identity draw per track: see ``lreorg_hub.pipeline.video``.
 
         video: a ``VideoOptions`` (detect_every, draw, audio, container, limits, …).
-        Options as in ``__call__`` (samples must be 1). Returns a ``VideoResult`` (output path,
-        record with the per-video summary in ``record.extra["video"]``, timings)."""
+        Options as in ``__call__`` (samples must be 1). require_face: raise ``NoFaceError``,
+        writing nothing, when no face is found in the whole clip (default: the clip is written
+        and its record says 0 tracks). Returns a ``VideoResult`` (output path, record with the
+        per-video summary in ``record.extra["video"]``, timings)."""
         from .video import VideoOptions, anonymize_video
 
         return anonymize_video(self, src, dst, _options(options, option_kwargs),
                                video if video is not None else VideoOptions(), secret=secret,
-                               progress=progress, on_frame=on_frame)
+                               progress=progress, on_frame=on_frame, require_face=require_face)
 
     # -- device and precision ----------------------------------------------------------------
     DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # what the backbone can run in

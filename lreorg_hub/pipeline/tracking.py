@@ -13,7 +13,8 @@ landmarks smoothed over time.
   (``--detect-every N``) get the predicted box and the last smoothed landmarks moved and
   scaled with it (``PREDICTED``: regenerated as usual).
 - **Misses**: when the detector runs and does not find a live track, the track keeps going for
-  ``max_missed`` such frames at its predicted box, without landmarks (``MISSED``): the video
+  ``max_missed`` frames at its predicted box, without landmarks (``MISSED``, also in the
+  frames between detector runs: a face the detector lost is never redrawn there): the video
   runner covers it with the classical fallback, never leaves it clear; the record counts those
   frames. A face that stays away longer ends its track; when it comes back it is a new track
   (a new draw: the record says what that costs).
@@ -36,7 +37,7 @@ import numpy as np
 from ..image.faces import Detection, box_iou
 
 __all__ = ["DETECTED", "PREDICTED", "MISSED", "TrackedFace", "TrackerSettings", "Tracker",
-           "OneEuroFilter"]
+           "OneEuroFilter", "unseen_before"]
 
 DETECTED, PREDICTED, MISSED = "detected", "predicted", "missed"
 
@@ -65,7 +66,8 @@ class TrackedFace:
 @dataclass(frozen=True)
 class TrackerSettings:
     """iou_threshold: least overlap between a track's predicted box and a detection to link
-    them. max_missed: frames a track survives where the detector ran and did not find it.
+    them. max_missed: frames a track survives after the detector ran and did not find it
+    (every frame counts, whether the detector runs on it or not).
     min_cutoff (Hz) and beta (per face size per second): the One Euro filter's settings
     (lower min_cutoff: steadier at rest; higher beta: less lag in motion)."""
 
@@ -85,6 +87,15 @@ class TrackerSettings:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+
+
+def unseen_before(face: TrackedFace, margin: float = 0.25) -> TrackedFace:
+    """A new track's face in the frames since the detector's previous run (``--detect-every``
+    N > 1), where it may already have been while nobody looked: covered (no landmarks) at its
+    first box, widened by ``margin`` of its size on each side since it may have moved."""
+    w, h = face.box[2] - face.box[0], face.box[3] - face.box[1]
+    box = np.asarray(face.box, dtype=np.float64) + np.array([-w, -h, w, h]) * margin
+    return TrackedFace(face.track, box, None, None, MISSED)
 
 
 class OneEuroFilter:
@@ -156,7 +167,13 @@ class Tracker:
             out = []
             for t in self.tracks:
                 box, landmarks = t.predict(time)
-                out.append(TrackedFace(t.id, box, landmarks, None, PREDICTED))
+                if t.missed:  # not found where the detector last ran: covered, not redrawn
+                    t.missed += 1
+                    if t.missed <= self.settings.max_missed:
+                        out.append(TrackedFace(t.id, box, None, None, MISSED))
+                else:
+                    out.append(TrackedFace(t.id, box, landmarks, None, PREDICTED))
+            self.tracks = [t for t in self.tracks if t.missed <= self.settings.max_missed]
             return out
         predicted = [t.predict(time) for t in self.tracks]
         pairs = self._match([p[0] for p in predicted], detections)

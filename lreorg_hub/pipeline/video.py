@@ -49,8 +49,8 @@ from . import stages
 from .frames import encode_faces, missed_rule, render_frames
 from .methods import LatentMethod
 from .options import ProtectOptions
-from .results import StageTimer
-from .tracking import DETECTED, Tracker, TrackerSettings
+from .results import NoFaceError, StageTimer
+from .tracking import DETECTED, Tracker, TrackerSettings, unseen_before
 from .video_record import TrackStats, track_diagnostics, video_record
 
 __all__ = ["DRAWS", "VideoOptions", "VideoResult", "anonymize_video", "run_secret",
@@ -151,7 +151,8 @@ def anonymize_video(pipe, src: str | os.PathLike | bytes, dst: str | os.PathLike
                     options: ProtectOptions | None = None,
                     video: VideoOptions = VideoOptions(), *, secret: bytes | None = None,
                     progress: Callable[[str, int, int], None] | None = None,
-                    on_frame: Callable[[int, object], None] | None = None) -> VideoResult:
+                    on_frame: Callable[[int, object], None] | None = None,
+                    require_face: bool = False) -> VideoResult:
     """Anonymize the clip ``src`` (a path, or the file's bytes) into ``dst`` (a path, written
     atomically, its folder must exist; or a binary file object opened for writing and
     seeking, whose atomicity is the caller's).
@@ -160,6 +161,8 @@ def anonymize_video(pipe, src: str | os.PathLike | bytes, dst: str | os.PathLike
     track id); the record says "derived"); default: OS entropy, or the typed seed.
     progress(phase, frames done, frames expected): "track" then "generate".
     on_frame(index, frame): every output frame (upright (H, W, 3) uint8) as it is written.
+    require_face: raise ``NoFaceError`` before anything is written when the detector finds no
+    face in the whole clip (default: the clip is written, its record says 0 tracks).
     """
     opts = check_video_options(pipe, options)
     info = probe_video(src, video.limits)
@@ -177,7 +180,7 @@ def anonymize_video(pipe, src: str | os.PathLike | bytes, dst: str | os.PathLike
     chunk = pipe.batch_size
 
     # Pass 1: track, and encode the detected faces for their track's mean key feature.
-    plan, sums = [], {}
+    plan, sums, seen = [], {}, set()
     tracker = Tracker(video.tracker)
     for batch in _batches(VideoReader(info), video.batch_frames):
         with timer("detect"):
@@ -185,6 +188,11 @@ def anonymize_video(pipe, src: str | os.PathLike | bytes, dst: str | os.PathLike
                                     if f.index % video.detect_every == 0 else None)
                      for f in batch]
         plan.extend(faces)
+        for f, frame_faces in zip(batch, faces):
+            for face in (x for x in frame_faces if x.track not in seen):
+                seen.add(face.track)  # a new track: covered since the detector last looked
+                for j in range(max(0, f.index - video.detect_every + 1), f.index):
+                    plan[j].append(unseen_before(face))
         if draws and video.draw == "per-track":
             with timer("encode"):
                 keys, codes = encode_faces(pipe, [f.image for f in batch], faces, chunk,
@@ -197,6 +205,12 @@ def anonymize_video(pipe, src: str | os.PathLike | bytes, dst: str | os.PathLike
         if progress is not None:
             progress("track", len(plan), info.frames)
 
+    if progress is not None:   # the header's frame count was an estimate (VFR): now known
+        progress("track", len(plan), len(plan))
+    if require_face and not seen:
+        raise NoFaceError(f"No face was found in this clip: nothing was written. Try a clip "
+                          f"where the face is clearly visible and at least "
+                          f"{pipe.min_face_size} pixels wide.")
     identities = None
     if draws and video.draw == "per-track":
         with timer("draw"):
@@ -246,8 +260,9 @@ def anonymize_video(pipe, src: str | os.PathLike | bytes, dst: str | os.PathLike
                           draw=video.draw, draws_identity=draws, seed=seed_kept,
                           seed_source=source, detect_every=video.detect_every,
                           covered_rule=missed_rule(opts), audio_note=writer.audio_note)
+    fps = len(plan) / info.duration if info.duration > 0 else info.fps   # counted, not claimed
     return VideoResult(Path(dst) if isinstance(dst, (str, os.PathLike)) else None, record,
-                       len(plan), info.size, info.fps, time.perf_counter() - start,
+                       len(plan), info.size, fps, time.perf_counter() - start,
                        timer.timings, plan)
 
 

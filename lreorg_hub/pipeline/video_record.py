@@ -82,7 +82,7 @@ def video_record(base: PrivacyRecord, tracks: list[TrackStats], *, frames: int, 
                "worst_case_per_person": None if eps is None else _eps(total * eps),
                "face_frames_covered": covered, "covered_by": covered_rule,
                "split_tracks": SPLIT_TRACK_NOTE if draws_identity else None,
-               "audio": audio_note or "copied unchanged, or absent"}
+               "audio": audio_note}
     most = max((t.draws for t in tracks), default=1)
     warnings = list(base.warnings)
     if draws_identity and draw == "per-frame":
@@ -95,6 +95,10 @@ def video_record(base: PrivacyRecord, tracks: list[TrackStats], *, frames: int, 
         faces_covered={covered_rule: len(tracks) - regenerated} if len(tracks) > regenerated
         else {}, composition="", epsilon_total=None,
         extra={**base.extra, "video": summary})
+    # The clip's total is every draw's ε: the tool cannot tell which tracks are one person,
+    # so the worst case (all tracks one person) is the one it can state.
+    if eps is not None:
+        record.epsilon_total = total * eps if total else 0.0
     record.composition = _composition(record, tracks, summary, covered)
     return record
 

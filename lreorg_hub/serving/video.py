@@ -21,6 +21,7 @@ from pathlib import Path
 from ..image.video import VideoLimits, VideoLoadError, probe_video
 from ..method import keywords as kw
 from ..pipeline.registry import METHODS
+from ..pipeline.results import NoFaceError
 from ..pipeline.video import VideoOptions, check_video_options
 from .form import method_form
 from .requests import check_options, options_from_form
@@ -132,10 +133,15 @@ def protect_clip(runtime: Runtime, clip: bytes | None, options, out_dir: str | P
     try:
         result = runtime.pipeline.anonymize_video(
             clip, target, options, video=VideoOptions(limits=limits.video_limits()),
-            progress=report)
+            progress=report, require_face=True)
     except VideoLoadError as exc:
         folder.rmdir()
         raise RequestError(_clip_message(str(exc), limits)) from None
+    except NoFaceError:
+        folder.rmdir()
+        raise RequestError(f"No face was found in this clip. Try one where the face is clearly "
+                           f"visible and at least {runtime.pipeline.min_face_size} pixels "
+                           f"wide.") from None
     except BaseException:
         folder.rmdir()   # the writer removed its temporary file
         raise
