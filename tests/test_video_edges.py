@@ -175,3 +175,23 @@ def test_a_file_name_cannot_act_on_the_terminal_through_the_progress_bar(
     assert code == 0
     assert "\x1b[2J" not in err and "\x1b[H" not in err and "cleared\nnew" not in err
     assert "\\x1b[2J" in err     # shown escaped
+
+
+def test_a_video_container_not_taken_is_named_as_such_not_as_a_bad_photo(weights, inputs,
+                                                                          tmp_path, capsys):
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    shutil.copy(inputs / "pan.mov", folder / "call.3gp")
+    shutil.copy(inputs / "pan.mov", folder / "pan.mov")
+    shutil.copy(inputs / "pan.mov", tmp_path / "tv.ts")
+    out = tmp_path / "out"
+    code = main(["anonymize", str(folder), str(tmp_path / "tv.ts"), "--out", str(out),
+                 *weights, "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    for path, suffix in ((folder / "call.3gp", ".3gp"), (tmp_path / "tv.ts", ".ts")):
+        assert (f"lreorg: skipped {path}: a video in a container this tool does not take "
+                f"({suffix}): remux or convert it to .mp4 or .mkv first") in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert [d["output"] for d in summary["processed"]] == ["pan.mp4"]
+    assert len(summary["failed"]) == 2

@@ -12,7 +12,7 @@ import stat
 from pathlib import Path, PurePosixPath
 
 from ..image.names import shown
-from ..image.video import VIDEO_SUFFIXES
+from ..image.video import UNTESTED_VIDEO, UNTESTED_VIDEO_SUFFIXES, VIDEO_SUFFIXES
 from ..image.video_writer import CONTAINERS
 
 __all__ = ["IMAGE_SUFFIXES", "collect_inputs", "check_out", "write_outputs",
@@ -114,6 +114,9 @@ def _walk(folder: Path, skip: Path | None) -> tuple[list[Path], list[tuple[str, 
         dirs.sort()
         for name in sorted(names):
             path = here / name
+            if path.suffix.lower() in UNTESTED_VIDEO_SUFFIXES:
+                problems.append((str(path), UNTESTED_VIDEO.format(suffix=path.suffix)))
+                continue
             if path.suffix.lower() not in INPUT_SUFFIXES:
                 continue
             why = _not_a_photo(path)
@@ -148,6 +151,8 @@ def collect_inputs(paths: list[str], out_dir: Path | None = None
     for raw in paths:
         path = Path(raw)
         why = _not_a_photo(path)
+        if why is None and path.suffix.lower() in UNTESTED_VIDEO_SUFFIXES and path.is_file():
+            why = UNTESTED_VIDEO.format(suffix=path.suffix)
         if why is not None:
             problems.append((raw, why))
             continue

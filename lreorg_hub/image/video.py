@@ -45,11 +45,19 @@ import numpy as np
 
 from .names import described
 
-__all__ = ["VIDEO_SUFFIXES", "VideoLoadError", "VideoLimits", "VideoInfo", "VideoFrame",
-           "probe_video", "VideoReader", "is_video"]
+__all__ = ["VIDEO_SUFFIXES", "UNTESTED_VIDEO_SUFFIXES", "UNTESTED_VIDEO", "VideoLoadError",
+           "VideoLimits", "VideoInfo", "VideoFrame", "probe_video", "VideoReader", "is_video"]
 
 #: What ``lreorg anonymize`` and the dataset runner treat as a video.
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
+
+#: Video containers FFmpeg reads but this project has not tested (transport streams start late,
+#: 3GP/FLV/WMV carry old codecs): refused with :data:`UNTESTED_VIDEO`, never read as photos.
+UNTESTED_VIDEO_SUFFIXES = (".3gp", ".3g2", ".ts", ".mts", ".m2ts", ".flv", ".wmv", ".asf",
+                           ".mpg", ".mpeg", ".vob", ".ogv")
+UNTESTED_VIDEO = ("a video in a container this tool does not take ({suffix}): remux or convert "
+                  "it to .mp4 or .mkv first (taken: " + ", ".join(VIDEO_SUFFIXES) + ")")
+
 
 def is_video(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
