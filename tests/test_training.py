@@ -21,6 +21,20 @@ def parts():
     return build_training_parts()
 
 
+def resume_and_finish(parts, folder, options):
+    """A trainer resumed from the checkpoint in ``folder`` and run to the end."""
+    resumed = make_trainer(parts, folder, **options)
+    resumed.load_checkpoint(folder)
+    resumed.fit()
+    return resumed
+
+
+def assert_same_weights(one, other):
+    for (name, a), b in zip(one.cdfnet.state_dict().items(),
+                            other.cdfnet.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def make_trainer(parts, tmp_path, **overrides):
     model, backbone, facenet, clip = parts
     model = type(model)(**model.get_config())  # a fresh bundle per trainer, same shapes
@@ -295,12 +309,8 @@ def test_mixed_precision_runs_and_resumes_bit_for_bit(parts, tmp_path, precision
     assert all(p.dtype == torch.float32 for p in straight.cdfnet.parameters())
     first = make_trainer(parts, tmp_path / "b", **options)
     first.fit(steps=2)
-    resumed = make_trainer(parts, tmp_path / "b", **options)
-    resumed.load_checkpoint(tmp_path / "b")
-    resumed.fit()
-    for (name, a), b in zip(straight.cdfnet.state_dict().items(),
-                            resumed.cdfnet.state_dict().values()):
-        assert torch.equal(a, b), name
+    resumed = resume_and_finish(parts, tmp_path / "b", options)
+    assert_same_weights(straight, resumed)
     if precision == "fp16":
         assert straight.scaler.get_scale() == resumed.scaler.get_scale() < 2.0 ** 16
     else:
@@ -351,12 +361,8 @@ def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(parts, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     rows = list(csv.DictReader((tmp_path / "b" / "log.csv").open()))
     assert [r["step"] for r in rows] == ["2"]  # the window up to the stop is logged
-    resumed = make_trainer(parts, tmp_path / "b", **options)
-    resumed.load_checkpoint(tmp_path / "b")
-    resumed.fit()
-    for (name, a), b in zip(straight.cdfnet.state_dict().items(),
-                            resumed.cdfnet.state_dict().values()):
-        assert torch.equal(a, b), name
+    resumed = resume_and_finish(parts, tmp_path / "b", options)
+    assert_same_weights(straight, resumed)
 
 
 def test_log_rows_average_each_term_per_objective_and_keyword(parts, tmp_path):
